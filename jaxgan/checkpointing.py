@@ -1,0 +1,61 @@
+"""Checkpoints with Orbax: the whole train state plus the data position, async.
+
+Saved items: `state` (the GANState pytree, StandardSave) and `meta` (JSON: step,
+epoch, steps per epoch, seed and data source — what makes the data order resumable:
+the data stream is a pure function of (seed, step), see jaxgan.data.pipeline).
+"""
+
+import logging
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+
+class Checkpoints:
+
+  def __init__(self, directory, *, max_to_keep: int = 3, read_only: bool = False):
+    self.directory = epath.Path(directory).absolute()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+        enable_async_checkpointing=not read_only)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=('state', 'meta'))
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def all_steps(self):
+    return list(self.manager.all_steps())
+
+  def save(self, step: int, state, meta: dict[str, Any]) -> None:
+    """Starts an async save; device-to-host copies finish before it returns, so the
+    caller may donate `state` to the next step right away."""
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+  def restore(self, abstract_state, step: int | None = None):
+    """Restores (state, meta) at `step` (default latest) into `abstract_state`, a tree
+    of jax.ShapeDtypeStruct carrying the target shardings."""
+    step = self.latest_step() if step is None else step
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    return restored['state'], dict(restored['meta'])
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def abstract_with_shardings(abstract_tree, shardings):
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+      abstract_tree, shardings)
+
+
+def log_resume(step: int, directory) -> None:
+  logging.info('Resuming from checkpoint at step %d in %s', step, directory)

@@ -1,0 +1,119 @@
+"""Experiment lookup and command-line overrides of a config.
+
+An experiment is a module in `jaxgan.configs` with `get_config(variant) -> ConfigDict`
+and a `VARIANTS` tuple. Overrides come as `--config.KEY=VALUE`; each value is parsed by
+the type of the default it replaces, so a typo or a badly typed value is a one-line
+error naming the key instead of a failure deep inside training.
+"""
+
+import importlib
+import json
+from typing import Any, Sequence
+
+import ml_collections
+
+from jaxgan.errors import JaxganError
+
+# name -> module under jaxgan.configs. A new GAN adds one line here.
+EXPERIMENTS = {
+    'cyclegan': 'jaxgan.configs.cyclegan',
+}
+
+
+def get_experiment(spec: str) -> ml_collections.ConfigDict:
+  """Resolves `NAME[:VARIANT]` to its config; unknown names list the valid ones."""
+  name, _, variant = spec.partition(':')
+  if name not in EXPERIMENTS:
+    raise JaxganError(
+        f"unknown experiment '{name}'; valid: {', '.join(sorted(EXPERIMENTS))}")
+  module = importlib.import_module(EXPERIMENTS[name])
+  if variant and variant not in module.VARIANTS:
+    valid = ', '.join(f'{name}:{v}' for v in module.VARIANTS)
+    raise JaxganError(
+        f"unknown variant '{variant}' of experiment '{name}'; valid: {name}, {valid}")
+  config = module.get_config(variant)
+  config.experiment = spec
+  return config
+
+
+def _parse_bool(text: str) -> bool:
+  lowered = text.strip().lower()
+  if lowered in ('1', 'true', 'yes', 'on'):
+    return True
+  if lowered in ('0', 'false', 'no', 'off'):
+    return False
+  raise ValueError(text)
+
+
+def _parse_like(default: Any, text: str) -> Any:
+  """Parses `text` into the type of `default` (bool before int: bool is an int)."""
+  if isinstance(default, bool):
+    return _parse_bool(text)
+  if isinstance(default, int):
+    return int(text)
+  if isinstance(default, float):
+    return float(text)
+  if isinstance(default, str):
+    return text
+  if isinstance(default, (tuple, list)):
+    items = [t for t in text.strip('()[] ').split(',') if t.strip()]
+    element = default[0] if default else ''
+    return type(default)(_parse_like(element, t.strip()) for t in items)
+  raise ValueError(f'cannot override a value of type {type(default).__name__}')
+
+
+def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> None:
+  """Sets `config.<key>` from the string `text`, checking the key and the type."""
+  node = config
+  parts = key.split('.')
+  for depth, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      where = '.'.join(parts[:depth]) or 'the top level'
+      valid = ', '.join(sorted(node.keys())) if isinstance(
+          node, ml_collections.ConfigDict) else '(none: not a group)'
+      raise JaxganError(
+          f"unknown config key '{key}' (valid keys under {where}: {valid})")
+    if depth < len(parts) - 1:
+      node = node[part]
+  leaf = parts[-1]
+  default = node[leaf]
+  if isinstance(default, ml_collections.ConfigDict):
+    raise JaxganError(f"config key '{key}' is a group, not a value; set one of "
+                      f"its keys: {', '.join(sorted(default.keys()))}")
+  try:
+    value = _parse_like(default, text)
+  except ValueError:
+    raise JaxganError(
+        f"bad value for config key '{key}': {text!r} is not a valid "
+        f"{type(default).__name__}") from None
+  with node.unlocked():
+    node[leaf] = value
+
+
+def parse_overrides(args: Sequence[str]) -> list[tuple[str, str]]:
+  """Reads `--config.KEY=VALUE` (or `--config.KEY VALUE`) pairs from argv."""
+  pairs = []
+  i = 0
+  while i < len(args):
+    arg = args[i]
+    if not arg.startswith('--config.'):
+      raise JaxganError(f"unrecognized argument '{arg}'")
+    body = arg[len('--config.'):]
+    if '=' in body:
+      key, value = body.split('=', 1)
+    elif i + 1 < len(args) and not args[i + 1].startswith('--'):
+      key, value = body, args[i + 1]
+      i += 1
+    else:
+      raise JaxganError(f"config override '{arg}' has no value (use --config.KEY=VALUE)")
+    pairs.append((key, value))
+    i += 1
+  return pairs
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(json.loads(text))

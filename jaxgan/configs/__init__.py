@@ -1,0 +1,1 @@
+"""Experiment configs: one module per GAN, each with `get_config(variant)` and `VARIANTS`."""

@@ -1,0 +1,27 @@
+"""Learning-rate schedule and optimizers (Optax), shared by every GAN task."""
+
+import jax.numpy as jnp
+import optax
+
+
+def linear_decay_factor(epoch, epochs: int, epochs_decay: int):
+  """The reference's `lambda_rule`: 1 for the first `epochs` epochs (0-based epoch
+  index), then 1 - (epoch + 1 - epochs) / (epochs_decay + 1), reaching 1/(epochs_decay+1)
+  in the last epoch, exactly as pytorch-CycleGAN-and-pix2pix's 'linear' policy."""
+  return 1.0 - jnp.maximum(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+
+def lr_schedule(lr: float, epochs: int, epochs_decay: int, steps_per_epoch: int):
+  """Optax schedule: step -> lr, constant per epoch like the reference's per-epoch
+  scheduler (epoch = step // steps_per_epoch)."""
+  steps_per_epoch = max(1, int(steps_per_epoch))
+
+  def schedule(step):
+    epoch = jnp.asarray(step) // steps_per_epoch
+    return lr * jnp.maximum(0.0, linear_decay_factor(epoch, epochs, epochs_decay))
+
+  return schedule
+
+
+def adam(schedule, b1: float, b2: float) -> optax.GradientTransformation:
+  return optax.adam(schedule, b1=b1, b2=b2)

@@ -1,0 +1,186 @@
+"""CycleGAN (Zhu et al. 2017): unpaired translation between domains A and B.
+
+Names, written once here and used everywhere in jaxgan:
+  G   : A -> B generator          (the reference's netG_A)
+  F   : B -> A generator          (the reference's netG_B)
+  D_A : judges domain A, real a vs F(b)   (the reference's netD_B)
+  D_B : judges domain B, real b vs G(a)   (the reference's netD_A)
+Loss keys follow the reference's names: G_A = adversarial loss of G (scored by D_B),
+G_B = of F (scored by D_A), cycle_A = |F(G(a)) - a|, cycle_B = |G(F(b)) - b|,
+idt_A = |G(b) - b|, idt_B = |F(a) - a|; D_A and D_B are the losses of the
+discriminators named above (each halved, as the reference does).
+
+One step: update G and F together on adversarial + lambda_cycle * cycle +
+lambda_identity * lambda_cycle * identity, then D_A and D_B together on real images vs
+pooled fakes (the fakes of this step, made before the generator update, under
+stop_gradient).
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgan import losses, models, optim
+from jaxgan import pool as image_pool
+from jaxgan.errors import JaxganError
+from jaxgan.state import GANState
+from jaxgan.tasks.nets import Nets, compute_dtype, init_variables
+
+GENERATORS = ('G', 'F')
+DISCRIMINATORS = ('D_A', 'D_B')
+
+
+class CycleGAN:
+  paired_data = False
+  sample_columns = ('real A', 'G(A)', 'F(G(A))', 'real B', 'F(B)', 'G(F(B))')
+  directions = {'AtoB': 'G', 'BtoA': 'F'}
+
+  def __init__(self, config, steps_per_epoch: int):
+    self.config = config
+    m, loss_cfg = config.model, config.loss
+    losses.check_mode(loss_cfg.gan_mode)
+    self.dtype = compute_dtype(config.dtype)
+    generator = models.make_generator(
+        m.generator, ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout, dtype=self.dtype)
+    discriminator = models.make_discriminator(
+        m.discriminator, ndf=m.ndf, norm=m.norm, n_layers=m.n_layers, dtype=self.dtype)
+    self.modules = {'G': generator, 'F': generator,
+                    'D_A': discriminator, 'D_B': discriminator}
+    self.size_multiple = models.size_multiple(m.generator)
+    size = config.data.image_size
+    if size % self.size_multiple:
+      raise JaxganError(
+          f'data.image_size={size} must be a multiple of {self.size_multiple} '
+          f'for generator {m.generator}')
+    if config.data.load_size < size:
+      raise JaxganError(f'data.load_size={config.data.load_size} is smaller than '
+                        f'data.image_size={size}')
+    for key in ('lambda_cycle', 'lambda_identity', 'lambda_gp'):
+      if loss_cfg[key] < 0:
+        raise JaxganError(f'loss.{key}={loss_cfg[key]} must be >= 0')
+    if config.optimizer.lr <= 0:
+      raise JaxganError(f'optimizer.lr={config.optimizer.lr} must be > 0')
+    if config.train.pool_size < 0:
+      raise JaxganError(f'train.pool_size={config.train.pool_size} must be >= 0')
+    self.schedule = optim.lr_schedule(config.optimizer.lr, config.train.epochs,
+                                      config.train.epochs_decay, steps_per_epoch)
+    self.optimizers = {
+        'gen': optim.adam(self.schedule, config.optimizer.b1, config.optimizer.b2),
+        'disc': optim.adam(self.schedule, config.optimizer.b1, config.optimizer.b2),
+    }
+
+  # -- state -----------------------------------------------------------------------
+
+  def init_state(self, rng: jax.Array) -> GANState:
+    size = self.config.data.image_size
+    shape = (1, size, size, 3)
+    init_rng, state_rng = jax.random.split(rng)
+    params, stats = {}, {}
+    for name, key in zip(GENERATORS + DISCRIMINATORS, jax.random.split(init_rng, 4)):
+      params[name], stats[name] = init_variables(self.modules[name], key, shape)
+    gen = {k: params[k] for k in GENERATORS}
+    disc = {k: params[k] for k in DISCRIMINATORS}
+    pool_size = self.config.train.pool_size
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        rng=state_rng,
+        params=params,
+        batch_stats=stats,
+        opt_state={'gen': self.optimizers['gen'].init(gen),
+                   'disc': self.optimizers['disc'].init(disc)},
+        aux={'pool_A': image_pool.init_pool(pool_size, shape[1:]),
+             'pool_B': image_pool.init_pool(pool_size, shape[1:])},
+    )
+
+  # -- the step --------------------------------------------------------------------
+
+  def train_step(self, state: GANState, batch):
+    c = self.config.loss
+    mode = c.gan_mode
+    real_a, real_b = batch['a'], batch['b']
+    key = jax.random.fold_in(state.rng, state.step)
+    k_gen, k_disc, k_pool_a, k_pool_b, k_gp_a, k_gp_b = jax.random.split(key, 6)
+
+    gen_params = {k: state.params[k] for k in GENERATORS}
+    disc_params = {k: state.params[k] for k in DISCRIMINATORS}
+
+    def generator_objective(gen_params):
+      nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
+                  train=True, rng=k_gen)
+      fake_b = nets('G', real_a)
+      rec_a = nets('F', fake_b)
+      fake_a = nets('F', real_b)
+      rec_b = nets('G', fake_a)
+      terms = {
+          'G_A': losses.generator_loss(mode, nets('D_B', fake_b)),
+          'G_B': losses.generator_loss(mode, nets('D_A', fake_a)),
+          'cycle_A': c.lambda_cycle * losses.l1(rec_a, real_a),
+          'cycle_B': c.lambda_cycle * losses.l1(rec_b, real_b),
+      }
+      idt_weight = c.lambda_cycle * c.lambda_identity
+      if idt_weight > 0:
+        terms['idt_A'] = idt_weight * losses.l1(nets('G', real_b), real_b)
+        terms['idt_B'] = idt_weight * losses.l1(nets('F', real_a), real_a)
+      else:
+        terms['idt_A'] = terms['idt_B'] = jnp.zeros((), jnp.float32)
+      total = sum(terms.values())
+      return total, (terms, fake_a, fake_b, nets.stats)
+
+    (loss_g, (metrics, fake_a, fake_b, stats)), grads_g = jax.value_and_grad(
+        generator_objective, has_aux=True)(gen_params)
+    updates, opt_gen = self.optimizers['gen'].update(
+        grads_g, state.opt_state['gen'], gen_params)
+    gen_params = optax.apply_updates(gen_params, updates)
+
+    pool_a, shown_a = image_pool.query(state.aux['pool_A'],
+                                       jax.lax.stop_gradient(fake_a), k_pool_a)
+    pool_b, shown_b = image_pool.query(state.aux['pool_B'],
+                                       jax.lax.stop_gradient(fake_b), k_pool_b)
+
+    def discriminator_objective(disc_params):
+      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True,
+                  rng=k_disc)
+      terms = {}
+      for name, real, fake, k_gp in (('D_A', real_a, shown_a, k_gp_a),
+                                     ('D_B', real_b, shown_b, k_gp_b)):
+        loss = losses.discriminator_loss(mode, nets(name, real), nets(name, fake))
+        if mode == 'wgangp':
+          gp = losses.gradient_penalty(lambda x, n=name: nets.frozen(n, x), real, fake,
+                                       k_gp)
+          terms['gp_' + name[-1]] = gp
+          loss = loss + c.lambda_gp * gp
+        terms[name] = 0.5 * loss
+      total = terms['D_A'] + terms['D_B']
+      return total, (terms, nets.stats)
+
+    (_, (d_metrics, stats)), grads_d = jax.value_and_grad(
+        discriminator_objective, has_aux=True)(disc_params)
+    updates, opt_disc = self.optimizers['disc'].update(
+        grads_d, state.opt_state['disc'], disc_params)
+    disc_params = optax.apply_updates(disc_params, updates)
+
+    metrics = {**{'loss_' + k: v for k, v in {**metrics, **d_metrics}.items()},
+               'loss_G': loss_g,
+               'grad_norm_G': optax.global_norm(grads_g),
+               'grad_norm_D': optax.global_norm(grads_d),
+               'lr': self.schedule(state.step)}
+    new_state = state.replace(
+        step=state.step + 1,
+        params={**gen_params, **disc_params},
+        batch_stats=stats,
+        opt_state={'gen': opt_gen, 'disc': opt_disc},
+        aux={'pool_A': pool_a, 'pool_B': pool_b},
+    )
+    return new_state, metrics
+
+  # -- inference -------------------------------------------------------------------
+
+  def generate(self, state: GANState, name: str, x: jax.Array) -> jax.Array:
+    return Nets(self.modules, state.params, state.batch_stats, train=False)(name, x)
+
+  def sample(self, state: GANState, batch):
+    nets = Nets(self.modules, state.params, state.batch_stats, train=False)
+    real_a, real_b = batch['a'], batch['b']
+    fake_b = nets('G', real_a)
+    fake_a = nets('F', real_b)
+    return (real_a, fake_b, nets('F', fake_b), real_b, fake_a, nets('G', fake_a))

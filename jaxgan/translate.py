@@ -1,0 +1,119 @@
+"""Translate images with a trained generator:
+`python -m jaxgan.translate --workdir DIR --direction AtoB|BtoA --input PATH
+--output DIR [--step N]`.
+
+Restores the latest (or given) checkpoint of the run in DIR and translates one image
+or every image in a folder at its own resolution: the generators are fully
+convolutional, so each image is padded (reflect) to a multiple of the generator's
+stride, translated and cropped back. Any PIL mode (L, RGBA, 16-bit, ...) is read as
+RGB; output PNGs keep the input stems. Unreadable files are skipped and counted.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from jaxgan import cli, config as config_lib, images
+from jaxgan.errors import JaxganError
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(prog='python -m jaxgan.translate',
+                                   description=__doc__.split('\n')[0])
+  parser.add_argument('--workdir', required=True, help='a jaxgan training workdir')
+  parser.add_argument('--direction', required=True, help='AtoB or BtoA')
+  parser.add_argument('--input', required=True, help='an image file or a folder of them')
+  parser.add_argument('--output', required=True, help='folder for the translated PNGs')
+  parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
+  return parser.parse_args(argv)
+
+
+def list_inputs(path: Path) -> list[Path]:
+  if path.is_file():
+    return [path]
+  if not path.is_dir():
+    raise JaxganError(f'input {path} does not exist')
+  files = sorted(p for p in path.iterdir()
+                 if p.is_file() and p.suffix.lower() in images.IMG_EXTENSIONS)
+  if not files:
+    raise JaxganError(f'no images ({", ".join(sorted(images.IMG_EXTENSIONS))}) in {path}')
+  return files
+
+
+def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
+  """Pads HWC `x` at the bottom/right to multiples of `multiple` (reflect where the
+  image is large enough, else edge)."""
+  h, w = x.shape[:2]
+  ph, pw = (-h) % multiple, (-w) % multiple
+  mode = 'reflect' if ph < h and pw < w else 'edge'
+  return np.pad(x, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+
+def load_generator(workdir: Path, direction: str, step):
+  """(function uint8 HWC -> uint8 HWC, restored step) for the run in `workdir`."""
+  config_path = workdir / 'config.json'
+  if not config_path.is_file():
+    raise JaxganError(f'{workdir} is not a jaxgan workdir (no config.json)')
+  config = config_lib.from_json(config_path.read_text())
+  import jax
+  from jaxgan import checkpointing, sharding
+  from jaxgan.tasks import make_task
+  from jaxgan.train import state_layout
+
+  task = make_task(config, steps_per_epoch=1)
+  if direction not in task.directions:
+    raise JaxganError(f"direction '{direction}' is not one of "
+                      f"{', '.join(task.directions)} for task {config.task}")
+  ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', read_only=True)
+  steps = ckpt.all_steps()
+  if not steps:
+    raise JaxganError(f'no checkpoint in {workdir / "checkpoints"}')
+  if step is not None and step not in steps:
+    raise JaxganError(f'no checkpoint at step {step} in {workdir}; available: '
+                      f'{", ".join(map(str, sorted(steps)))}')
+  step = max(steps) if step is None else step
+  abstract, _ = state_layout(task, config, sharding.make_mesh())
+  state, _ = ckpt.restore(abstract, step)
+  ckpt.close()
+  net = task.directions[direction]
+  apply = jax.jit(lambda s, x: task.generate(s, net, x))
+  multiple = task.size_multiple
+
+  def translate(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    x = pad_to_multiple(rgb.astype(np.float32) / 127.5 - 1.0, multiple)
+    y = np.asarray(apply(state, x[None]))[0, :h, :w]
+    return images.to_uint8(y)
+
+  return translate, step
+
+
+def main(argv):
+  args = parse_args(argv)
+  cli.setup_logging()
+  inputs = list_inputs(Path(args.input))
+  translate, step = load_generator(Path(args.workdir), args.direction, args.step)
+  out = Path(args.output)
+  out.mkdir(parents=True, exist_ok=True)
+  skipped = []
+  for path in inputs:
+    try:
+      rgb = images.read_rgb(path)
+    except JaxganError as e:
+      skipped.append(path.name)
+      logging.warning('skipped: %s', e)
+      continue
+    images.write_png(out / f'{path.stem}.png', translate(rgb))
+  done = len(inputs) - len(skipped)
+  print(f'translated {done} image(s) {args.direction} with the step-{step} checkpoint '
+        f'into {out}' + (f'; skipped {len(skipped)} unreadable: '
+                         f'{", ".join(skipped[:5])}' if skipped else ''))
+  if not done:
+    raise JaxganError(f'no readable image in {args.input}')
+
+
+if __name__ == '__main__':
+  sys.exit(cli.run(main))

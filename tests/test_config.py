@@ -1,0 +1,81 @@
+"""Experiment lookup and --config.KEY=VALUE overrides."""
+
+import pytest
+
+from jaxgan import config as config_lib
+from jaxgan.errors import JaxganError
+
+REQUIRED_KEYS = [
+    'seed', 'data.source', 'data.image_size', 'data.load_size', 'data.batch_size',
+    'train.num_steps', 'train.epochs', 'train.epochs_decay', 'train.log_every',
+    'train.sample_every', 'train.checkpoint_every', 'model.generator',
+    'model.discriminator', 'model.ngf', 'model.ndf', 'model.norm', 'loss.gan_mode',
+    'loss.lambda_cycle', 'loss.lambda_identity', 'optimizer.lr', 'optimizer.b1', 'dtype']
+
+
+@pytest.mark.parametrize('spec', ['cyclegan', 'cyclegan:demo', 'cyclegan:smoke'])
+def test_required_keys(spec):
+  c = config_lib.get_experiment(spec)
+  for key in REQUIRED_KEYS:
+    node = c
+    for part in key.split('.'):
+      node = node[part]
+
+
+def test_reference_defaults():
+  c = config_lib.get_experiment('cyclegan')
+  assert (c.data.image_size, c.data.load_size, c.data.batch_size) == (256, 286, 1)
+  assert (c.train.epochs, c.train.epochs_decay, c.train.pool_size) == (100, 100, 50)
+  assert (c.model.generator, c.model.discriminator, c.model.norm) == (
+      'resnet_9blocks', 'basic', 'instance')
+  assert (c.model.ngf, c.model.ndf) == (64, 64)
+  assert (c.loss.gan_mode, c.loss.lambda_cycle, c.loss.lambda_identity) == ('lsgan', 10.0, 0.5)
+  assert (c.optimizer.lr, c.optimizer.b1) == (2e-4, 0.5)
+  assert c.data.source == 'tfds:cycle_gan/horse2zebra'
+
+
+def test_unknown_experiment_and_variant():
+  with pytest.raises(JaxganError, match="unknown experiment 'cycle'; valid: cyclegan"):
+    config_lib.get_experiment('cycle')
+  with pytest.raises(JaxganError, match='cyclegan:demo, cyclegan:smoke'):
+    config_lib.get_experiment('cyclegan:tiny')
+
+
+def test_overrides_typed():
+  c = config_lib.get_experiment('cyclegan')
+  for key, text in [('optimizer.lr', '1e-4'), ('data.batch_size', '4'),
+                    ('data.flip', 'false'), ('model.generator', 'unet_256'),
+                    ('loss.lambda_cycle', '5')]:
+    config_lib.apply_override(c, key, text)
+  assert c.optimizer.lr == 1e-4 and c.data.batch_size == 4 and c.data.flip is False
+  assert c.model.generator == 'unet_256' and c.loss.lambda_cycle == 5.0
+  assert isinstance(c.loss.lambda_cycle, float)
+
+
+@pytest.mark.parametrize('key,text,pattern', [
+    ('optimizer.lrr', '1', r"unknown config key 'optimizer.lrr' \(valid keys under optimizer: b1, b2, lr\)"),
+    ('nope', '1', "unknown config key 'nope'"),
+    ('data.batch_size', 'four', "bad value for config key 'data.batch_size': 'four' is not a valid int"),
+    ('data.flip', 'maybe', "'maybe' is not a valid bool"),
+    ('optimizer', '1', "'optimizer' is a group"),
+    ('seed.x', '1', "unknown config key 'seed.x'"),
+])
+def test_override_errors(key, text, pattern):
+  c = config_lib.get_experiment('cyclegan')
+  with pytest.raises(JaxganError, match=pattern):
+    config_lib.apply_override(c, key, text)
+
+
+def test_parse_overrides():
+  assert config_lib.parse_overrides(['--config.a.b=1', '--config.c', '2']) == [
+      ('a.b', '1'), ('c', '2')]
+  with pytest.raises(JaxganError, match="unrecognized argument '--foo'"):
+    config_lib.parse_overrides(['--foo'])
+  with pytest.raises(JaxganError, match='has no value'):
+    config_lib.parse_overrides(['--config.seed'])
+
+
+def test_json_round_trip():
+  c = config_lib.get_experiment('cyclegan:smoke')
+  back = config_lib.from_json(config_lib.to_json(c))
+  assert back.to_dict() == c.to_dict()

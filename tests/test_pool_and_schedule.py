@@ -1,0 +1,78 @@
+"""Image pool semantics (the reference's ImagePool.query) and the LR schedule."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgan import optim, pool
+
+
+def _images(values):
+  return jnp.stack([jnp.full((2, 2, 1), v, jnp.float32) for v in values])
+
+
+def test_pool_fills_then_returns_inputs():
+  p = pool.init_pool(3, (2, 2, 1))
+  p, out = pool.query(p, _images([1, 2]), jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(out, _images([1, 2]))
+  assert int(p.count) == 2
+  p, out = pool.query(p, _images([3]), jax.random.PRNGKey(1))
+  np.testing.assert_array_equal(out, _images([3]))
+  assert int(p.count) == 3
+  assert sorted(np.asarray(p.images)[:, 0, 0, 0]) == [1, 2, 3]
+
+
+def test_pool_full_swaps_half_the_time():
+  p = pool.init_pool(2, (2, 2, 1))
+  p, _ = pool.query(p, _images([1, 2]), jax.random.PRNGKey(0))
+  swaps, n = 0, 400
+  query = jax.jit(pool.query)
+  for i in range(n):
+    new, out = query(p, _images([9]), jax.random.PRNGKey(100 + i))
+    stored = sorted(np.asarray(new.images)[:, 0, 0, 0])
+    v = float(out[0, 0, 0, 0])
+    if v == 9:  # returned the new image: the pool is unchanged
+      assert stored == [1, 2]
+    else:  # returned a stored image, which the new one replaced
+      swaps += 1
+      assert v in (1, 2)
+      assert stored == sorted([9, 3 - v])
+    assert int(new.count) == 2
+  assert 0.4 < swaps / n < 0.6
+
+
+def test_pool_sequential_within_batch():
+  # Size 1, batch [5, 6]: 5 fills the pool and is returned; 6 either passes through or
+  # is swapped with 5 — the second image sees the pool the first one left.
+  p = pool.init_pool(1, (2, 2, 1))
+  seen = set()
+  for i in range(50):
+    new, out = pool.query(p, _images([5, 6]), jax.random.PRNGKey(i))
+    pair = tuple(np.asarray(out)[:, 0, 0, 0])
+    assert pair in ((5, 6), (5, 5))
+    assert float(new.images[0, 0, 0, 0]) == (6 if pair == (5, 5) else 5)
+    seen.add(pair)
+  assert seen == {(5, 6), (5, 5)}
+
+
+def test_pool_size_zero_is_identity_and_seeded():
+  p = pool.init_pool(0, (2, 2, 1))
+  _, out = pool.query(p, _images([1, 2]), jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(out, _images([1, 2]))
+  p = pool.init_pool(2, (2, 2, 1))
+  p, _ = pool.query(p, _images([1, 2]), jax.random.PRNGKey(0))
+  a = pool.query(p, _images([7, 8]), jax.random.PRNGKey(3))
+  b = pool.query(p, _images([7, 8]), jax.random.PRNGKey(3))
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_linear_decay_schedule_matches_reference_rule():
+  # epochs=2 constant, epochs_decay=3, 10 steps per epoch:
+  # factor(e) = 1 - max(0, e + 1 - 2) / 4 -> e0 1, e1 1, e2 .75, e3 .5, e4 .25
+  s = optim.lr_schedule(2e-4, 2, 3, 10)
+  for step, factor in [(0, 1), (9, 1), (19, 1), (20, .75), (29, .75), (30, .5),
+                       (40, .25), (49, .25)]:
+    assert float(s(step)) == pytest.approx(2e-4 * factor), step
+  # Never negative past the end.
+  assert float(s(1000)) == 0.0
