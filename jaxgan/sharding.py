@@ -30,8 +30,11 @@ def maybe_initialize_distributed(force: bool = False) -> None:
                  jax.process_index(), jax.process_count())
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
+  """A 1-D `data` mesh over all devices (or the first `num_devices`)."""
+  n = jax.device_count() if num_devices is None else num_devices
+  return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,),
+                       devices=jax.devices()[:n])
 
 
 def replicated(mesh) -> NamedSharding:

@@ -1,0 +1,116 @@
+"""Benchmark one GAN task's jitted train step: compile time apart from steady state.
+
+  python experiments/bench_step.py                       # CPU targets: 64/128/256, batch 1, fp32
+  python experiments/bench_step.py --sizes 64,128,256 --batches 1,4 --dtypes float32,bfloat16
+
+Full-size networks unless overridden (--config.model.ngf=16 ...). For every
+(size, batch, dtype): lower + compile time, XLA's FLOP count of the step, the compiled
+step's memory (argument/output/temp bytes from `memory_analysis()`), then the median
+seconds per step over --steps timed steps after --warmup, images/s, achieved GFLOP/s.
+Data is random (no input pipeline in the timing); the state is donated as in training.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgan import config as config_lib, sharding
+from jaxgan.tasks import make_task
+from jaxgan.train import state_layout
+
+
+def _csv(kind):
+  return lambda text: [kind(t) for t in text.split(',') if t]
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--experiment', default='cyclegan')
+  p.add_argument('--sizes', type=_csv(int), default=[64, 128, 256])
+  p.add_argument('--batches', type=_csv(int), default=[1])
+  p.add_argument('--dtypes', type=_csv(str), default=['float32'])
+  p.add_argument('--steps', type=int, default=5, help='timed steps per setting')
+  p.add_argument('--warmup', type=int, default=1)
+  args, rest = p.parse_known_args(argv)
+  return args, config_lib.parse_overrides(rest)
+
+
+def bench_one(base, size, batch, dtype, steps, warmup):
+  config = config_lib.from_json(config_lib.to_json(base))
+  config.data.image_size = config.data.load_size = size
+  config.data.batch_size = batch
+  config.dtype = dtype
+  mesh = sharding.make_mesh()
+  task = make_task(config, steps_per_epoch=1000)
+  _, state_shardings = state_layout(task, config, mesh)
+  batch_sharding = sharding.batch_sharded(mesh)
+  state = jax.jit(task.init_state, out_shardings=state_shardings)(jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  data = {k: jax.device_put(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32),
+                            batch_sharding) for k in ('a', 'b')}
+  step = jax.jit(task.train_step, in_shardings=(state_shardings, batch_sharding),
+                 out_shardings=(state_shardings, sharding.replicated(mesh)),
+                 donate_argnums=0)
+  t0 = time.perf_counter()
+  lowered = step.lower(state, data)
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+  mem = compiled.memory_analysis()
+  for _ in range(warmup):
+    state, metrics = compiled(state, data)
+  jax.block_until_ready((state, metrics))
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, data)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - t0)
+  med = statistics.median(times)
+  finite = all(np.isfinite(float(v)) for v in jax.device_get(metrics).values())
+  return dict(size=size, batch=batch, dtype=dtype, compile_s=compile_s, step_s=med,
+              min_s=min(times), max_s=max(times), img_s=batch / med,
+              gflop=flops / 1e9, gflops=flops / 1e9 / med,
+              temp_mb=getattr(mem, 'temp_size_in_bytes', 0) / 2**20,
+              arg_mb=getattr(mem, 'argument_size_in_bytes', 0) / 2**20,
+              finite=finite)
+
+
+def main(argv):
+  args, overrides = parse_args(argv)
+  base = config_lib.get_experiment(args.experiment)
+  for key, value in overrides:
+    config_lib.apply_override(base, key, value)
+  dev = jax.devices()[0]
+  print(f'# {args.experiment}: G={base.model.generator} D={base.model.discriminator} '
+        f'ngf={base.model.ngf} ndf={base.model.ndf}; {jax.device_count()} x '
+        f'{dev.device_kind} ({dev.platform}); jax {jax.__version__}; '
+        f'median of {args.steps} steps after {args.warmup} warm-up', flush=True)
+  header = ('size', 'batch', 'dtype', 'compile_s', 'step_s', 'min_s', 'max_s', 'img/s',
+            'GFLOP/step', 'GFLOP/s', 'temp_MiB', 'args_MiB')
+  rows = []
+  for size in args.sizes:
+    for batch in args.batches:
+      for dtype in args.dtypes:
+        r = bench_one(base, size, batch, dtype, args.steps, args.warmup)
+        rows.append(r)
+        print(f"  done {size}² b{batch} {dtype}: {r['step_s']:.3f} s/step "
+              f"(compile {r['compile_s']:.1f} s){'' if r['finite'] else ' NON-FINITE'}",
+              flush=True)
+  print('| ' + ' | '.join(header) + ' |')
+  print('|' + '---|' * len(header))
+  for r in rows:
+    print(f"| {r['size']} | {r['batch']} | {r['dtype']} | {r['compile_s']:.1f} | "
+          f"{r['step_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | {r['img_s']:.2f} | "
+          f"{r['gflop']:.0f} | {r['gflops']:.0f} | {r['temp_mb']:.0f} | {r['arg_mb']:.0f} |")
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

@@ -1,0 +1,102 @@
+"""Network registries and factories: the only entry point the trainers use.
+
+Owns the name -> network mapping (`GENERATORS`, `DISCRIMINATORS`, `NORMS`), the
+`make_*` factories that validate names, the input-size constraint of each
+generator and parameter counting. The architectures live in the sibling
+modules.
+"""
+
+import functools
+import math
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgan.errors import JaxganError
+from jaxgan.models import layers
+from jaxgan.models.discriminators import NLayerDiscriminator
+from jaxgan.models.discriminators import PixelDiscriminator
+from jaxgan.models.resnet import N_DOWNSAMPLING
+from jaxgan.models.resnet import ResnetGenerator
+from jaxgan.models.unet import UnetGenerator
+
+NORMS = layers.NORMS
+
+# Each factory takes (*, ngf, norm, in_channels, out_channels, use_dropout, dtype).
+GENERATORS: dict[str, Callable[..., nn.Module]] = {
+    'resnet_6blocks': functools.partial(ResnetGenerator, n_blocks=6),
+    'resnet_9blocks': functools.partial(ResnetGenerator, n_blocks=9),
+    'unet_128': functools.partial(UnetGenerator, num_downs=7),
+    'unet_256': functools.partial(UnetGenerator, num_downs=8),
+}
+
+# Input H and W must divide by these: every stride-2 level halves them, and the
+# generators must hand back the input's size exactly.
+_SIZE_MULTIPLES = {
+    'resnet_6blocks': 2 ** N_DOWNSAMPLING,
+    'resnet_9blocks': 2 ** N_DOWNSAMPLING,
+    'unet_128': 2 ** 7,
+    'unet_256': 2 ** 8,
+}
+
+
+def _basic(*, ndf, norm, n_layers, dtype):
+  del n_layers  # 'basic' is the 70x70 PatchGAN whatever n_layers says.
+  return NLayerDiscriminator(ndf=ndf, n_layers=3, norm=norm, dtype=dtype)
+
+
+def _n_layers(*, ndf, norm, n_layers, dtype):
+  return NLayerDiscriminator(ndf=ndf, n_layers=n_layers, norm=norm, dtype=dtype)
+
+
+def _pixel(*, ndf, norm, n_layers, dtype):
+  del n_layers
+  return PixelDiscriminator(ndf=ndf, norm=norm, dtype=dtype)
+
+
+# Each factory takes (*, ndf, norm, n_layers, dtype).
+DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
+    'basic': _basic,
+    'n_layers': _n_layers,
+    'pixel': _pixel,
+}
+
+
+def _check_name(kind: str, name: str, valid) -> None:
+  if name not in valid:
+    raise JaxganError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}")
+
+
+def make_generator(name: str, *, ngf: int = 64, norm: str = 'instance',
+                   in_channels: int = 3, out_channels: int = 3,
+                   use_dropout: bool = False,
+                   dtype: Any = jnp.float32) -> nn.Module:
+  """The named generator; call as `apply(variables, x_nhwc, train=...)`."""
+  _check_name('generator', name, GENERATORS)
+  layers.check_norm(norm)
+  return GENERATORS[name](ngf=ngf, norm=norm, in_channels=in_channels,
+                          out_channels=out_channels, use_dropout=use_dropout,
+                          dtype=dtype)
+
+
+def make_discriminator(name: str, *, ndf: int = 64, norm: str = 'instance',
+                       n_layers: int = 3,
+                       dtype: Any = jnp.float32) -> nn.Module:
+  """The named discriminator; returns float32 logits of shape (N, h, w, 1)."""
+  _check_name('discriminator', name, DISCRIMINATORS)
+  layers.check_norm(norm)
+  return DISCRIMINATORS[name](ndf=ndf, norm=norm, n_layers=n_layers,
+                              dtype=dtype)
+
+
+def size_multiple(generator_name: str) -> int:
+  """Input H and W for this generator must be multiples of the returned value."""
+  _check_name('generator', generator_name, GENERATORS)
+  return _SIZE_MULTIPLES[generator_name]
+
+
+def count_params(params) -> int:
+  """Number of scalars in a pytree of arrays (or `jax.ShapeDtypeStruct`s)."""
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))

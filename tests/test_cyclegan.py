@@ -1,0 +1,87 @@
+"""The CycleGAN task's step: losses go down, the gradient penalty acts, shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgan import config as config_lib
+from jaxgan.tasks import make_task
+
+
+def _smoke(**overrides):
+  c = config_lib.get_experiment('cyclegan:smoke')
+  for key, value in overrides.items():
+    config_lib.apply_override(c, key, str(value))
+  return c
+
+
+def _batch(size=32, n=2):
+  """Smooth images (a tiny net can fit them in a few steps); B is a colour map of A."""
+  yy, xx = np.mgrid[0:size, 0:size] / (size - 1.0)
+  a = np.stack([np.stack([np.sin(3 * xx + i), np.cos(2 * yy - i), xx * yy], -1)
+                for i in range(n)]).astype(np.float32)
+  return {'a': jnp.asarray(a), 'b': jnp.asarray(-a[..., ::-1])}
+
+
+def test_step_lowers_losses_on_a_fixed_batch():
+  task = make_task(_smoke(**{'optimizer.lr': 1e-3}), steps_per_epoch=100)
+  state = task.init_state(jax.random.PRNGKey(0))
+  step = jax.jit(task.train_step)
+  batch = _batch()
+  history = []
+  for _ in range(12):
+    state, m = step(state, batch)
+    history.append({k: float(v) for k, v in m.items()})
+  first, last = history[0], history[-1]
+  for key in ('loss_G_A', 'loss_G_B', 'loss_cycle_A', 'loss_cycle_B', 'loss_idt_A',
+              'loss_idt_B', 'loss_D_A', 'loss_D_B', 'lr', 'grad_norm_G', 'grad_norm_D'):
+    assert np.isfinite(last[key]), key
+  recon = lambda h: h['loss_cycle_A'] + h['loss_cycle_B'] + h['loss_idt_A'] + h['loss_idt_B']
+  assert recon(last) < 0.6 * recon(first), (recon(first), recon(last))
+  assert int(state.step) == 12
+  # Pools filled by 2 fakes per step, capped at pool_size 3.
+  assert int(state.aux['pool_A'].count) == 3
+
+
+def test_weights_of_the_objective():
+  # lambda_identity = 0 zeroes the identity terms; lambda_cycle scales cycle terms.
+  batch = _batch()
+  out = {}
+  for lam in (10.0, 5.0):
+    task = make_task(_smoke(**{'loss.lambda_cycle': lam, 'loss.lambda_identity': 0.0}), 10)
+    state = task.init_state(jax.random.PRNGKey(0))
+    _, m = jax.jit(task.train_step)(state, batch)
+    out[lam] = m
+    assert float(m['loss_idt_A']) == 0.0 and float(m['loss_idt_B']) == 0.0
+  np.testing.assert_allclose(float(out[10.0]['loss_cycle_A']),
+                             2 * float(out[5.0]['loss_cycle_A']), rtol=1e-5)
+
+
+def test_wgangp_penalty_reaches_the_discriminators_only():
+  batch = _batch()
+  params = {}
+  for lam in (0.0, 10.0):
+    task = make_task(_smoke(**{'loss.gan_mode': 'wgangp', 'loss.lambda_gp': lam}), 10)
+    state = task.init_state(jax.random.PRNGKey(0))
+    state, m = jax.jit(task.train_step)(state, batch)
+    assert float(m['loss_gp_A']) > 0 and float(m['loss_gp_B']) > 0
+    params[lam] = state.params
+  same = lambda x, y: bool(np.array_equal(x, y))
+  # G and F are updated before D: the penalty cannot touch them in this step...
+  assert all(jax.tree.leaves(jax.tree.map(same, params[0.0]['G'], params[10.0]['G'])))
+  # ...but it changes the critics' update.
+  assert not all(jax.tree.leaves(jax.tree.map(same, params[0.0]['D_A'], params[10.0]['D_A'])))
+
+
+def test_sample_columns_and_bfloat16():
+  task = make_task(_smoke(dtype='bfloat16'), 10)
+  state = task.init_state(jax.random.PRNGKey(0))
+  leaves = jax.tree.leaves(state.params)
+  assert all(x.dtype == jnp.float32 for x in leaves)
+  state, m = jax.jit(task.train_step)(state, _batch())
+  assert all(np.isfinite(float(v)) for v in m.values())
+  cols = task.sample(state, _batch())
+  assert len(cols) == len(task.sample_columns) == 6
+  for col in cols:
+    assert col.shape == (2, 32, 32, 3) and col.dtype == jnp.float32

@@ -1,0 +1,385 @@
+"""Tests for jaxgan.models: architecture pinned to the PyTorch reference.
+
+Parameter counts and bias placement come from junyanz/pytorch-CycleGAN-and-pix2pix;
+the big networks are only ever shape-evaluated, anything executed uses a tiny
+ngf/ndf so the whole file stays fast on CPU.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgan import models
+from jaxgan.errors import JaxganError
+from jaxgan.models import layers
+from jaxgan.models.resnet import ResnetBlock
+
+
+def _key(seed):
+  # threefry compiles a fresh program per parameter shape (~0.6 s each on CPU);
+  # rbg keys make initialising the executed networks several times cheaper.
+  return jax.random.key(seed, impl='rbg')
+
+
+def _shape_init(module, shape):
+  """Variables as ShapeDtypeStructs: no FLOPs, however big the network."""
+  return jax.eval_shape(
+      lambda: module.init(_key(0), jnp.zeros(shape), train=False))
+
+
+def _init(module, x, seed=0):
+  return module.init(_key(seed), x, train=False)
+
+
+def _rand(shape, seed=0):
+  return jnp.asarray(
+      np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
+
+
+# --- architecture -----------------------------------------------------------
+
+
+@pytest.mark.parametrize('kind,name,norm,shape,expected', [
+    ('g', 'resnet_9blocks', 'instance', (1, 256, 256, 3), 11_378_179),
+    ('g', 'resnet_6blocks', 'instance', (1, 256, 256, 3), 7_837_699),
+    ('g', 'unet_256', 'batch', (1, 256, 256, 3), 54_413_955),
+    ('g', 'unet_128', 'batch', (1, 128, 128, 3), 41_828_995),
+    ('d', 'basic', 'instance', (1, 256, 256, 3), 2_764_737),
+    ('d', 'basic', 'batch', (1, 256, 256, 6), 2_768_705),
+    ('d', 'pixel', 'batch', (1, 256, 256, 6), 9_024),
+])
+def test_param_counts_match_reference(kind, name, norm, shape, expected):
+  make = models.make_generator if kind == 'g' else models.make_discriminator
+  variables = _shape_init(make(name, norm=norm), shape)
+  assert models.count_params(variables['params']) == expected
+
+
+def test_biases_exactly_where_the_reference_puts_them():
+  p = _shape_init(models.make_generator('resnet_6blocks', norm='batch'),
+                  (1, 32, 32, 3))['params']
+  for conv in ('in_conv', 'down_0_conv', 'down_1_conv', 'up_0_conv',
+               'up_1_conv'):
+    assert set(p[conv]) == {'kernel'}, conv
+  assert set(p['block_0']['conv_0']) == {'kernel'}
+  assert set(p['block_5']['conv_1']) == {'kernel'}
+  assert set(p['out_conv']) == {'kernel', 'bias'}
+
+  p = _shape_init(models.make_generator('resnet_6blocks', norm='instance'),
+                  (1, 32, 32, 3))['params']
+  assert set(p['in_conv']) == {'kernel', 'bias'}
+  assert set(p['block_0']['conv_1']) == {'kernel', 'bias'}
+
+  # norm 'none' keeps the reference's use_bias = (norm is InstanceNorm): no bias.
+  p = _shape_init(models.make_generator('resnet_6blocks', norm='none'),
+                  (1, 32, 32, 3))['params']
+  assert set(p['in_conv']) == {'kernel'}
+  assert set(p['out_conv']) == {'kernel', 'bias'}
+
+  p = _shape_init(models.make_generator('unet_128', norm='batch'),
+                  (1, 128, 128, 3))['params']
+  outer = p['outer']
+  assert set(outer) == {'down_conv', 'up_conv', 'inner'}  # no norms outermost
+  assert set(outer['down_conv']) == {'kernel'}
+  assert set(outer['up_conv']) == {'kernel', 'bias'}
+  innermost = outer
+  for _ in range(6):
+    innermost = innermost['inner']
+  assert set(innermost) == {'down_conv', 'up_conv', 'up_norm'}
+  assert set(innermost['up_conv']) == {'kernel'}
+
+  p = _shape_init(models.make_discriminator('basic', norm='batch'),
+                  (1, 64, 64, 6))['params']
+  assert set(p['conv_0']) == {'kernel', 'bias'}
+  for conv in ('conv_1', 'conv_2', 'conv_3'):
+    assert set(p[conv]) == {'kernel'}, conv
+  assert set(p['conv_4']) == {'kernel', 'bias'}
+
+  p = _shape_init(models.make_discriminator('pixel', norm='batch'),
+                  (1, 8, 8, 6))['params']
+  assert set(p['conv_0']) == {'kernel', 'bias'}
+  assert set(p['conv_1']) == {'kernel'}
+  assert set(p['conv_2']) == {'kernel'}  # the logit conv follows use_bias too
+
+
+def test_instance_norm_has_no_state_and_batch_norm_does():
+  v = _shape_init(models.make_generator('resnet_6blocks', ngf=8),
+                  (1, 16, 16, 3))
+  assert set(v) == {'params'}
+  v = _shape_init(models.make_generator('resnet_6blocks', ngf=8, norm='batch'),
+                  (1, 16, 16, 3))
+  assert set(v) == {'params', 'batch_stats'}
+
+
+def test_unet_channel_schedule():
+  outer = _shape_init(models.make_generator('unet_256', ngf=64),
+                      (1, 256, 256, 3))['params']['outer']
+  down, block = [], outer
+  while True:
+    down.append(block['down_conv']['kernel'].shape[-1])
+    if 'inner' not in block:
+      break
+    block = block['inner']
+  assert down == [64, 128, 256, 512, 512, 512, 512, 512]
+  assert outer['up_conv']['kernel'].shape == (4, 4, 128, 3)  # [x, up] concat
+
+
+# --- shapes -----------------------------------------------------------------
+
+
+def test_resnet_generator_shape_and_range():
+  g = models.make_generator('resnet_6blocks', ngf=8)
+  x = _rand((2, 32, 32, 3))
+  y = g.apply(_init(g, x), x, train=False)
+  assert y.shape == (2, 32, 32, 3) and y.dtype == jnp.float32
+  assert float(jnp.abs(y).max()) <= 1.0
+
+
+def test_unet_128_shape():
+  g = models.make_generator('unet_128', ngf=8)
+  x = _rand((1, 128, 128, 3))
+  y = g.apply(_init(g, x), x, train=False)
+  assert y.shape == (1, 128, 128, 3) and y.dtype == jnp.float32
+  assert float(jnp.abs(y).max()) <= 1.0
+
+
+@pytest.mark.parametrize('name,size', [('resnet_9blocks', 64),
+                                       ('unet_256', 256)])
+def test_big_generator_shapes(name, size):
+  g = models.make_generator(name, out_channels=1)
+  x = jnp.zeros((2, size, size, 3))
+  y = jax.eval_shape(lambda: g.apply(_init(g, x), x, train=False))
+  assert y.shape == (2, size, size, 1) and y.dtype == jnp.float32
+
+
+def test_basic_discriminator_patch_sizes():
+  d = models.make_discriminator('basic', ndf=8)
+  x = _rand((2, 32, 32, 3))
+  logits = d.apply(_init(d, x), x, train=False)
+  assert logits.shape == (2, 2, 2, 1) and logits.dtype == jnp.float32
+
+  d = models.make_discriminator('basic', ndf=2)
+  x = _rand((1, 256, 256, 3))
+  assert d.apply(_init(d, x), x, train=False).shape == (1, 30, 30, 1)
+
+
+def test_n_layers_and_pixel_discriminator_shapes():
+  x = jnp.zeros((1, 64, 64, 6))
+  d = models.make_discriminator('n_layers', n_layers=2)
+  out = jax.eval_shape(lambda: d.apply(_init(d, x), x, train=False))
+  assert out.shape == (1, 14, 14, 1)  # 64 -> 32 -> 16 -> 15 -> 14
+  # 'basic' ignores n_layers.
+  d = models.make_discriminator('basic', n_layers=5)
+  out = jax.eval_shape(lambda: d.apply(_init(d, x), x, train=False))
+  assert out.shape == (1, 6, 6, 1)
+  d = models.make_discriminator('pixel')
+  out = jax.eval_shape(lambda: d.apply(_init(d, x), x, train=False))
+  assert out.shape == (1, 64, 64, 1)
+
+
+# --- layers -----------------------------------------------------------------
+
+
+def _torch_conv_transpose(x, w_torch, stride, padding, output_padding):
+  """numpy ConvTranspose2d as PyTorch defines it: scatter, then crop `padding`."""
+  n, h, w, _ = x.shape
+  k = w_torch.shape[0]
+  full = np.zeros((n, (h - 1) * stride + k + output_padding,
+                   (w - 1) * stride + k + output_padding, w_torch.shape[-1]))
+  for i in range(h):
+    for j in range(w):
+      full[:, i * stride:i * stride + k, j * stride:j * stride + k] += np.einsum(
+          'nc,abco->nabo', x[:, i, j], w_torch)
+  out = (h - 1) * stride - 2 * padding + k + output_padding
+  return full[:, padding:padding + out, padding:padding + out]
+
+
+@pytest.mark.parametrize('k,s,p,op', [(3, 2, 1, 1), (4, 2, 1, 0)])
+def test_conv_transpose_matches_pytorch_semantics(k, s, p, op):
+  ct = layers.conv_transpose(3, k, s, p, op, use_bias=False)
+  x = _rand((1, 5, 5, 2))
+  v = ct.init(_key(1), x)
+  y = np.asarray(ct.apply(v, x))
+  assert y.shape == (1, 10, 10, 3)  # 2H for both reference configurations
+  # Flax applies the kernel un-flipped; PyTorch's equivalent is the flip.
+  w_torch = np.asarray(v['params']['kernel'])[::-1, ::-1]
+  expected = _torch_conv_transpose(np.asarray(x), w_torch, s, p, op)
+  np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def _np_conv3x3_valid(x, w, b):
+  n, h, wd, _ = x.shape
+  out = np.zeros((n, h - 2, wd - 2, w.shape[-1])) + b
+  for a in range(3):
+    for c in range(3):
+      out += x[:, a:a + h - 2, c:c + wd - 2] @ w[a, c]
+  return out
+
+
+def test_resnet_block_uses_reflect_padding():
+  block = ResnetBlock(dim=2, norm='none')
+  x = _rand((1, 6, 6, 2))
+  v = block.init(_key(3), x, train=False)
+  y = np.asarray(block.apply(v, x, train=False))
+  k0 = np.asarray(v['params']['conv_0']['kernel'])
+  k1 = np.asarray(v['params']['conv_1']['kernel'])
+
+  def reference(mode):
+    pad = lambda t: np.pad(t, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=mode)
+    h = np.maximum(_np_conv3x3_valid(pad(np.asarray(x)), k0, 0.0), 0.0)
+    return np.asarray(x) + _np_conv3x3_valid(pad(h), k1, 0.0)
+
+  np.testing.assert_allclose(y, reference('reflect'), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(y, reference('constant'), atol=1e-4)
+
+
+def test_reflect_pad_values():
+  x = jnp.arange(9.0).reshape(1, 3, 3, 1)
+  np.testing.assert_array_equal(
+      layers.reflect_pad(x, 1)[0, :, :, 0],
+      [[4, 3, 4, 5, 4], [1, 0, 1, 2, 1], [4, 3, 4, 5, 4], [7, 6, 7, 8, 7],
+       [4, 3, 4, 5, 4]])
+
+
+def test_init_statistics():
+  d = models.make_discriminator('basic', ndf=64, norm='batch')
+  v = _init(d, jnp.zeros((1, 32, 32, 3)))
+  p = v['params']
+  kernel = np.asarray(p['conv_3']['kernel'])  # 4x4x256x512 = 2M draws
+  assert abs(kernel.mean()) < 1e-3
+  assert kernel.std() == pytest.approx(0.02, rel=0.02)
+  assert not np.any(np.asarray(p['conv_0']['bias']))
+  assert not np.any(np.asarray(p['conv_4']['bias']))
+  scale = np.asarray(p['norm_3']['scale'])
+  assert scale.mean() == pytest.approx(1.0, abs=0.005)
+  assert scale.std() == pytest.approx(0.02, rel=0.2)
+  assert not np.any(np.asarray(p['norm_3']['bias']))
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(v))
+
+  ct = layers.conv_transpose(256, 3, 2, 1, 1, use_bias=True)
+  p = ct.init(_key(0), jnp.zeros((1, 2, 2, 256)))['params']
+  assert np.asarray(p['kernel']).std() == pytest.approx(0.02, rel=0.02)
+  assert not np.any(np.asarray(p['bias']))
+
+
+def test_instance_norm_matches_numpy():
+  x = np.asarray(_rand((2, 5, 7, 3))) * 3.0 + 1.5
+  y = np.asarray(layers.instance_norm(jnp.asarray(x)))
+  mean = x.mean(axis=(1, 2), keepdims=True)
+  var = x.var(axis=(1, 2), keepdims=True)  # biased, as PyTorch normalises
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-4,
+                             atol=1e-5)
+  np.testing.assert_allclose(y.mean(axis=(1, 2)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(y.var(axis=(1, 2)), 1.0, atol=1e-3)
+
+
+class _Norm(nn.Module):
+  kind: str
+
+  @nn.compact
+  def __call__(self, x, train):
+    return layers.norm_layer(self.kind)(x, train)
+
+
+def test_batch_norm_momentum_and_running_stats():
+  bn = _Norm('batch')
+  x = np.asarray(_rand((4, 3, 3, 2))) * 2.0 + 3.0
+  v = bn.init(_key(0), x, train=False)
+  scale = np.asarray(v['params']['BatchNorm_0']['scale'])
+
+  y, updates = bn.apply(v, x, train=True, mutable=['batch_stats'])
+  stats = updates['batch_stats']['BatchNorm_0']
+  mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+  # PyTorch momentum 0.1: running = 0.9 * running + 0.1 * batch (mean from 0,
+  # var from 1). Flax's running var takes the biased batch variance.
+  np.testing.assert_allclose(stats['mean'], 0.1 * mean, rtol=1e-5)
+  np.testing.assert_allclose(stats['var'], 0.9 + 0.1 * var, rtol=1e-5)
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5) * scale,
+                             rtol=1e-4, atol=1e-4)
+
+  v = {'params': v['params'], 'batch_stats': updates['batch_stats']}
+  y_eval = bn.apply(v, x, train=False)
+  expected = ((x - 0.1 * mean) / np.sqrt(0.9 + 0.1 * var + 1e-5) * scale)
+  np.testing.assert_allclose(y_eval, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_discriminator_batch_stats_update_in_train_mode():
+  d = models.make_discriminator('pixel', ndf=4, norm='batch')
+  x = _rand((2, 4, 4, 6))
+  v = _init(d, x)
+  _, updates = d.apply(v, x, train=True, mutable=['batch_stats'])
+  before = v['batch_stats']['norm_1']['mean']
+  after = updates['batch_stats']['norm_1']['mean']
+  assert not np.allclose(before, after)
+
+
+def test_unet_dropout_only_in_train_mode():
+  g = models.make_generator('unet_128', ngf=4, use_dropout=True)
+  x = _rand((1, 128, 128, 3))
+  v = _init(g, x)
+  a = g.apply(v, x, train=True, rngs={'dropout': _key(1)})
+  b = g.apply(v, x, train=True, rngs={'dropout': _key(2)})
+  assert not np.allclose(a, b)
+  c = g.apply(v, x, train=False, rngs={'dropout': _key(1)})
+  d = g.apply(v, x, train=False, rngs={'dropout': _key(2)})
+  np.testing.assert_array_equal(c, d)
+  np.testing.assert_array_equal(c, g.apply(v, x, train=False))
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs():
+  g = models.make_generator('resnet_6blocks', ngf=8, norm='batch',
+                            dtype=jnp.bfloat16)
+  x = _rand((1, 16, 16, 3))
+  v = _init(g, x)
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(v))
+  y, updates = g.apply(v, x, train=True, mutable=['batch_stats'])
+  assert y.dtype == jnp.float32 and y.shape == x.shape
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(updates))
+
+  d = models.make_discriminator('basic', ndf=4, dtype=jnp.bfloat16)
+  x = _rand((1, 32, 32, 3))
+  v = _init(d, x)
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(v))
+  assert d.apply(v, x, train=False).dtype == jnp.float32
+
+  y = layers.instance_norm(x.astype(jnp.bfloat16))
+  assert y.dtype == jnp.bfloat16
+
+
+# --- API --------------------------------------------------------------------
+
+
+def test_unknown_names_raise_with_valid_names():
+  with pytest.raises(JaxganError) as e:
+    models.make_generator('resnet_7blocks')
+  assert str(e.value) == ("unknown generator 'resnet_7blocks'; valid: "
+                          'resnet_6blocks, resnet_9blocks, unet_128, unet_256')
+  with pytest.raises(JaxganError, match='valid: basic, n_layers, pixel'):
+    models.make_discriminator('multiscale')
+  with pytest.raises(JaxganError, match='valid: instance, batch, none'):
+    models.make_generator('unet_256', norm='group')
+  with pytest.raises(JaxganError, match='valid: instance, batch, none'):
+    models.make_discriminator('basic', norm='layer')
+  with pytest.raises(JaxganError, match='unknown generator'):
+    models.size_multiple('unet_512')
+
+
+def test_registries():
+  assert set(models.GENERATORS) == {'resnet_6blocks', 'resnet_9blocks',
+                                    'unet_128', 'unet_256'}
+  assert set(models.DISCRIMINATORS) == {'basic', 'n_layers', 'pixel'}
+  assert models.NORMS == ('instance', 'batch', 'none')
+
+
+def test_size_multiple():
+  assert models.size_multiple('resnet_6blocks') == 4
+  assert models.size_multiple('resnet_9blocks') == 4
+  assert models.size_multiple('unet_128') == 128
+  assert models.size_multiple('unet_256') == 256
+
+
+def test_count_params():
+  tree = {'a': jnp.zeros((3, 4)), 'b': {'c': jnp.zeros(5)},
+          'd': jax.ShapeDtypeStruct((2, 2), jnp.float32)}
+  assert models.count_params(tree) == 21
