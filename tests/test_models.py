@@ -195,13 +195,19 @@ def _torch_conv_transpose(x, w_torch, stride, padding, output_padding):
   return full[:, padding:padding + out, padding:padding + out]
 
 
-@pytest.mark.parametrize('k,s,p,op', [(3, 2, 1, 1), (4, 2, 1, 0)])
+# The two reference configurations (output 2H), then other phase layouts (5x5, a
+# kernel smaller than the stride so some phases have no taps, stride 3) and sizes
+# that are not s*H (the dilated-convolution fallback).
+@pytest.mark.parametrize('k,s,p,op', [(3, 2, 1, 1), (4, 2, 1, 0), (5, 2, 2, 1),
+                                      (1, 2, 0, 1), (3, 3, 0, 0), (3, 2, 1, 0),
+                                      (4, 2, 0, 0)])
 def test_conv_transpose_matches_pytorch_semantics(k, s, p, op):
   ct = layers.conv_transpose(3, k, s, p, op, use_bias=False)
   x = _rand((1, 5, 5, 2))
   v = ct.init(_key(1), x)
   y = np.asarray(ct.apply(v, x))
-  assert y.shape == (1, 10, 10, 3)  # 2H for both reference configurations
+  out = (5 - 1) * s - 2 * p + k + op
+  assert y.shape == (1, out, out, 3)
   # Flax applies the kernel un-flipped; PyTorch's equivalent is the flip.
   w_torch = np.asarray(v['params']['kernel'])[::-1, ::-1]
   expected = _torch_conv_transpose(np.asarray(x), w_torch, s, p, op)

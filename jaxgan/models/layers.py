@@ -60,24 +60,76 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, *,
       bias_init=bias_init, name=name)
 
 
+class ConvTranspose(nn.Module):
+  """ConvTranspose2d(kernel, stride, padding, output_padding) as in PyTorch.
+
+  Parameters are those of `nn.ConvTranspose` ('kernel' [k, k, in, out], 'bias'): the
+  kernel is the spatial flip of PyTorch's, which only matters when loading PyTorch
+  weights. PyTorch's output is (H-1)*s - 2p + k + op. Computing it as XLA's
+  convolution over the stride-dilated input wastes the zeros and runs ~10x slower on
+  XLA:CPU (measured in BUILD_NOTES.md), so when the output is exactly s*H (every
+  reference configuration) it is computed as s*s phase convolutions over the
+  undilated input, interleaved: output row s*i + a only sees the kernel taps t with
+  (a + t - lo) % s == 0, at input row i + (a + t - lo) // s, where lo = k - 1 - p.
+  """
+  features: int
+  kernel: int
+  stride: int
+  padding: int
+  output_padding: int = 0
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    k, s, p = self.kernel, self.stride, self.padding
+    w = self.param('kernel', kernel_init, (k, k, x.shape[-1], self.features),
+                   jnp.float32)
+    x, w = x.astype(self.dtype), w.astype(self.dtype)
+    n, h, wd, _ = x.shape
+    lo = k - 1 - p
+    out_h = (h - 1) * s - 2 * p + k + self.output_padding
+    out_w = (wd - 1) * s - 2 * p + k + self.output_padding
+    dn = ('NHWC', 'HWIO', 'NHWC')
+    if out_h == s * h and out_w == s * wd:
+      rows = []
+      for a in range(s):
+        cols = []
+        for b in range(s):
+          cols.append(self._phase(x, w, a, b, lo, dn))
+        rows.append(jnp.stack(cols, axis=3))  # [n, h, w, s(b), c]
+      y = jnp.stack(rows, axis=2).reshape(n, s * h, s * wd, self.features)
+    else:
+      y = jax.lax.conv_general_dilated(
+          x, w, (1, 1), ((lo, lo + self.output_padding),) * 2,
+          lhs_dilation=(s, s), dimension_numbers=dn)
+    if self.use_bias:
+      bias = self.param('bias', bias_init, (self.features,), jnp.float32)
+      y = y + bias.astype(self.dtype)
+    return y
+
+  def _phase(self, x, w, a, b, lo, dn):
+    """Output pixels (s*i + a, s*j + b) as one stride-1 conv over x."""
+    k, s = self.kernel, self.stride
+    first_a, first_b = (lo - a) % s, (lo - b) % s  # first tap of each phase
+    taps_a, taps_b = range(first_a, k, s), range(first_b, k, s)
+    if not taps_a or not taps_b:
+      return jnp.zeros(x.shape[:3] + (self.features,), x.dtype)
+    d_a = [(a + t - lo) // s for t in taps_a]  # consecutive input-row offsets
+    d_b = [(b + t - lo) // s for t in taps_b]
+    kernel = w[first_a::s, first_b::s]
+    # Negative padding crops: the conv reads rows i + d_a[0] .. i + d_a[-1].
+    pad = ((-d_a[0], d_a[-1]), (-d_b[0], d_b[-1]))
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), pad, dimension_numbers=dn)
+
+
 def conv_transpose(features: int, kernel: int, stride: int, padding: int,
                    output_padding: int = 0, *, use_bias: bool,
                    dtype: Dtype = jnp.float32,
-                   name: str | None = None) -> nn.ConvTranspose:
-  """ConvTranspose2d(kernel, stride, padding, output_padding) as in PyTorch.
-
-  PyTorch's output is (H-1)*s - 2p + k + op. `nn.ConvTranspose` pads the
-  stride-dilated input explicitly, so that size needs (k-1-p) before and
-  (k-1-p+op) after; this also lines the output up with PyTorch's (cropping p
-  from the start of the full transposed conv). The kernel is the spatial flip of
-  the PyTorch one, which only matters when loading PyTorch weights.
-  """
-  lo, hi = kernel - 1 - padding, kernel - 1 - padding + output_padding
-  return nn.ConvTranspose(
-      features, (kernel, kernel), strides=(stride, stride),
-      padding=((lo, hi), (lo, hi)), use_bias=use_bias, dtype=dtype,
-      param_dtype=jnp.float32, kernel_init=kernel_init, bias_init=bias_init,
-      name=name)
+                   name: str | None = None) -> ConvTranspose:
+  """ConvTranspose2d(kernel, stride, padding, output_padding) as in PyTorch."""
+  return ConvTranspose(features, kernel, stride, padding, output_padding,
+                       use_bias=use_bias, dtype=dtype, name=name)
 
 
 def instance_norm(x: Array) -> Array:
