@@ -8,13 +8,22 @@ from absl import logging as absl_logging
 from jaxgan.errors import JaxganError
 
 
+class _QuietLibraries(logging.Filter):
+  """Drops INFO records from libraries that log every save or compile (Orbax, JAX,
+  TF): they go through absl's logger like CLU's metric lines, which must stay."""
+
+  NOISY = ('/orbax/', '/jax/', '/jaxlib/', '/tensorflow/', '/etils/')
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not any(
+        part in record.pathname for part in self.NOISY)
+
+
 def setup_logging() -> None:
   absl_logging.set_verbosity(absl_logging.INFO)
   absl_logging.set_stderrthreshold(absl_logging.INFO)
   absl_logging.use_absl_handler()
-  # Third-party INFO chatter (orbax's per-save lines, tf) would drown the progress line.
-  for name in ('absl', 'orbax', 'jax', 'tensorflow'):
-    logging.getLogger(name).setLevel(logging.WARNING)
+  absl_logging.get_absl_handler().addFilter(_QuietLibraries())
 
 
 def run(main, argv=None) -> int:

@@ -3,6 +3,8 @@
 import jax.numpy as jnp
 import optax
 
+from jaxgan.errors import JaxganError
+
 
 def linear_decay_factor(epoch, epochs: int, epochs_decay: int):
   """The reference's `lambda_rule`: 1 for the first `epochs` epochs (0-based epoch
@@ -23,5 +25,14 @@ def lr_schedule(lr: float, epochs: int, epochs_decay: int, steps_per_epoch: int)
   return schedule
 
 
-def adam(schedule, b1: float, b2: float) -> optax.GradientTransformation:
-  return optax.adam(schedule, b1=b1, b2=b2)
+OPTIMIZERS = ('adam', 'sgd')
+
+
+def make_optimizer(cfg, schedule) -> optax.GradientTransformation:
+  """`cfg` is a config's `optimizer` group: name adam (b1, b2, eps) or sgd
+  (momentum; 0 is plain SGD)."""
+  if cfg.name == 'adam':
+    return optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+  if cfg.name == 'sgd':
+    return optax.sgd(schedule, momentum=cfg.momentum or None)
+  raise JaxganError(f"unknown optimizer.name '{cfg.name}'; valid: {', '.join(OPTIMIZERS)}")

@@ -60,9 +60,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.lambda_gp = 10.0  # gradient penalty weight, gan_mode=wgangp only
 
   c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = 'adam'  # adam | sgd
   c.optimizer.lr = 2e-4
   c.optimizer.b1 = 0.5
   c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8  # Adam's epsilon (PyTorch's default)
+  c.optimizer.momentum = 0.9  # sgd only
   return c
 
 

@@ -65,8 +65,8 @@ class CycleGAN:
     self.schedule = optim.lr_schedule(config.optimizer.lr, config.train.epochs,
                                       config.train.epochs_decay, steps_per_epoch)
     self.optimizers = {
-        'gen': optim.adam(self.schedule, config.optimizer.b1, config.optimizer.b2),
-        'disc': optim.adam(self.schedule, config.optimizer.b1, config.optimizer.b2),
+        'gen': optim.make_optimizer(config.optimizer, self.schedule),
+        'disc': optim.make_optimizer(config.optimizer, self.schedule),
     }
 
   # -- state -----------------------------------------------------------------------

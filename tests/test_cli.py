@@ -1,0 +1,106 @@
+"""The command-line contract: `jaxgan.main` on cyclegan:smoke, `jaxgan.translate`, and
+one-line errors for bad inputs."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import PYTHON, REPO, subprocess_env
+
+
+def _run(*args, timeout=600):
+  return subprocess.run([PYTHON, '-m', *args], cwd=REPO, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line_error(out, pattern):
+  assert out.returncode != 0
+  assert 'Traceback' not in out.stderr, out.stderr[-3000:]
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith('jaxgan: error: '), out.stderr[-3000:]
+  assert pattern in last, last
+
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('smoke')
+  out = _run('jaxgan.main', '--experiment', 'cyclegan:smoke', '--workdir', str(workdir))
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir, out
+
+
+def test_main_writes_the_workdir(smoke_run):
+  workdir, out = smoke_run
+  config = json.loads((workdir / 'config.json').read_text())
+  assert config['experiment'] == 'cyclegan:smoke' and config['train']['num_steps'] == 4
+  steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+  assert steps == [2, 4]
+  assert list(workdir.glob('events.out.tfevents.*'))
+  for step in (2, 4):
+    grid = np.asarray(Image.open(workdir / 'samples' / f'step_{step:07d}.png'))
+    # 2 sample rows x 6 columns of 32x32 images with 2-pixel padding.
+    assert grid.shape == (2 * 34 + 2, 6 * 34 + 2, 3)
+  # The console shows the losses and a progress line with an ETA.
+  for key in ('loss_G_A', 'loss_G_B', 'loss_cycle_A', 'loss_cycle_B', 'loss_idt_A',
+              'loss_idt_B', 'loss_D_A', 'loss_D_B', 'lr', 'images_per_sec'):
+    assert f'train/{key}' in out.stderr, key
+  assert 'ETA' in out.stderr
+
+
+def test_translate_any_size_and_mode(smoke_run, tmp_path):
+  workdir, _ = smoke_run
+  src = tmp_path / 'in'
+  src.mkdir()
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(0, 255, (30, 41), np.uint8), 'L').save(src / 'gray.png')
+  Image.fromarray(rng.integers(0, 255, (33, 20, 4), np.uint8), 'RGBA').save(src / 'rgba.png')
+  Image.fromarray(rng.integers(0, 255, (64, 48, 3), np.uint8), 'RGB').save(src / 'rgb.jpg')
+  (src / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+  dst = tmp_path / 'out'
+  out = _run('jaxgan.translate', '--workdir', str(workdir), '--direction', 'BtoA',
+             '--input', str(src), '--output', str(dst))
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'skipped 1 unreadable: broken.jpg' in out.stdout
+  sizes = {p.stem: Image.open(p).size for p in dst.iterdir()}
+  assert sizes == {'gray': (41, 30), 'rgba': (20, 33), 'rgb': (48, 64)}
+  assert all(Image.open(p).mode == 'RGB' for p in dst.iterdir())
+  # One file and an explicit step.
+  out = _run('jaxgan.translate', '--workdir', str(workdir), '--direction', 'AtoB',
+             '--input', str(src / 'rgb.jpg'), '--output', str(dst / 'one'), '--step', '2')
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'step-2 checkpoint' in out.stdout
+  assert (dst / 'one' / 'rgb.png').is_file()
+
+
+def test_translate_errors(smoke_run, tmp_path):
+  workdir, _ = smoke_run
+  img = tmp_path / 'x.png'
+  Image.new('RGB', (8, 8)).save(img)
+  common = ['--input', str(img), '--output', str(tmp_path / 'o')]
+  _one_line_error(_run('jaxgan.translate', '--workdir', str(workdir), '--direction', 'AtoC',
+                       *common), "direction 'AtoC' is not one of AtoB, BtoA")
+  _one_line_error(_run('jaxgan.translate', '--workdir', str(workdir), '--direction', 'AtoB',
+                       '--step', '3', *common), 'no checkpoint at step 3')
+  _one_line_error(_run('jaxgan.translate', '--workdir', str(tmp_path), '--direction', 'AtoB',
+                       *common), 'is not a jaxgan workdir')
+
+
+@pytest.mark.parametrize('args,pattern', [
+    (['--experiment', 'stylegan3'], "unknown experiment 'stylegan3'; valid: cyclegan"),
+    (['--experiment', 'cyclegan:huge'], "unknown variant 'huge'"),
+    (['--experiment', 'cyclegan:smoke', '--config.model.ngff=3'], "unknown config key 'model.ngff'"),
+    (['--experiment', 'cyclegan:smoke', '--config.data.batch_size=two'],
+     "'two' is not a valid int"),
+    (['--experiment', 'cyclegan:smoke', '--config.model.generator=resnet_7blocks'],
+     "unknown generator 'resnet_7blocks'"),
+    (['--experiment', 'cyclegan:smoke', '--config.loss.gan_mode=wgan'], "unknown loss.gan_mode"),
+    (['--experiment', 'cyclegan:smoke', '--config.data.image_size=30'], 'multiple of 4'),
+    (['--experiment', 'cyclegan:smoke', '--config.data.source=folder:/nonexistent/x'],
+     '/nonexistent/x'),
+    (['--experiment', 'cyclegan:smoke', '--config.data.source=magic:1'], 'magic:1'),
+])
+def test_main_bad_inputs(args, pattern, tmp_path):
+  _one_line_error(_run('jaxgan.main', '--workdir', str(tmp_path / 'w'), *args), pattern)

@@ -1,0 +1,103 @@
+"""The loop: exact resume, NaN stop, SIGTERM, real maps data."""
+
+import re
+import signal
+import subprocess
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgan import checkpointing, config as config_lib, train
+from jaxgan.errors import JaxganError
+from jaxgan.tasks import cyclegan
+
+from conftest import MAPS, PYTHON, REPO, require, subprocess_env
+
+
+def _smoke(**overrides):
+  c = config_lib.get_experiment('cyclegan:smoke')
+  for key, value in overrides.items():
+    config_lib.apply_override(c, key, str(value))
+  return c
+
+
+def _equal_trees(a, b):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+
+
+def test_resume_is_bit_exact(tmp_path):
+  # 6 steps over epochs of 4 steps (8 images / batch 2): the restart at step 3 falls
+  # inside the first epoch and the run crosses an epoch boundary after it.
+  common = {'train.checkpoint_every': 3, 'train.sample_every': 0}
+  straight = train.train_and_evaluate(_smoke(**{'train.num_steps': 6}, **common),
+                                      tmp_path / 'straight')
+  first = train.train_and_evaluate(_smoke(**{'train.num_steps': 3}, **common),
+                                   tmp_path / 'resumed')
+  assert int(first.step) == 3
+  resumed = train.train_and_evaluate(_smoke(**{'train.num_steps': 6}, **common),
+                                     tmp_path / 'resumed')
+  assert int(resumed.step) == int(straight.step) == 6
+  assert _equal_trees(straight.params, resumed.params)
+  assert _equal_trees(straight.opt_state, resumed.opt_state)
+  assert _equal_trees(straight.aux, resumed.aux)
+  ckpt = checkpointing.Checkpoints(tmp_path / 'resumed' / 'checkpoints', read_only=True)
+  assert ckpt.all_steps() == [3, 6]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  real_step = cyclegan.CycleGAN.train_step
+
+  def poisoned(self, state, batch):
+    state, metrics = real_step(self, state, batch)
+    bad = jax.numpy.where(state.step >= 3, jax.numpy.nan, 0.0)
+    return state, {**metrics, 'loss_D_A': metrics['loss_D_A'] + bad}
+
+  monkeypatch.setattr(cyclegan.CycleGAN, 'train_step', poisoned)
+  config = _smoke(**{'train.num_steps': 8, 'train.checkpoint_every': 2,
+                     'train.sample_every': 0})
+  with pytest.raises(JaxganError, match=r'non-finite loss_D_A = nan at step 3; .*'
+                     r'last good checkpoint: step 2'):
+    train.train_and_evaluate(config, tmp_path)
+  ckpt = checkpointing.Checkpoints(tmp_path / 'checkpoints', read_only=True)
+  assert ckpt.all_steps() == [2]
+
+
+def test_sigterm_checkpoints_and_exits_zero(tmp_path):
+  cmd = [PYTHON, '-m', 'jaxgan.main', '--experiment', 'cyclegan:smoke', '--workdir',
+         str(tmp_path), '--config.train.num_steps=100000',
+         '--config.train.checkpoint_every=100000', '--config.train.sample_every=0']
+  proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stderr=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, text=True)
+  log = []
+  deadline = time.monotonic() + 240
+  for line in proc.stderr:
+    log.append(line)
+    m = re.search(r'\[(\d+)\] .*train/loss_G', line)
+    if m and int(m.group(1)) >= 3:
+      proc.send_signal(signal.SIGTERM)
+      break
+    assert time.monotonic() < deadline, ''.join(log[-20:])
+  rest = proc.stderr.read()
+  assert proc.wait(timeout=120) == 0, ''.join(log[-20:]) + rest
+  assert 'SIGTERM' in rest
+  steps = checkpointing.Checkpoints(tmp_path / 'checkpoints', read_only=True).all_steps()
+  assert len(steps) == 1 and 3 <= steps[0] < 100000
+  # Re-running resumes from it.
+  out = subprocess.run(cmd[:-3] + [f'--config.train.num_steps={steps[0] + 1}'], cwd=REPO,
+                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert f'Resuming from checkpoint at step {steps[0]}' in out.stderr
+
+
+def test_a_few_steps_on_real_maps(tmp_path):
+  maps = require(MAPS, 'the maps dataset')
+  config = _smoke(**{'data.source': f'aligned:{maps}', 'data.image_size': 32,
+                     'data.load_size': 36, 'train.num_steps': 3,
+                     'train.checkpoint_every': 3, 'train.sample_every': 3})
+  state = train.train_and_evaluate(config, tmp_path)
+  assert int(state.step) == 3
+  assert (tmp_path / 'samples' / 'step_0000003.png').is_file()
