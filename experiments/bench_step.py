@@ -95,21 +95,17 @@ def main(argv):
         f'median of {args.steps} steps after {args.warmup} warm-up', flush=True)
   header = ('size', 'batch', 'dtype', 'compile_s', 'step_s', 'min_s', 'max_s', 'img/s',
             'GFLOP/step', 'GFLOP/s', 'temp_MiB', 'args_MiB')
-  rows = []
+  # Rows are printed as they finish, so an interrupted run keeps what it measured.
+  print('| ' + ' | '.join(header) + ' |')
+  print('|' + '---|' * len(header), flush=True)
   for size in args.sizes:
     for batch in args.batches:
       for dtype in args.dtypes:
         r = bench_one(base, size, batch, dtype, args.steps, args.warmup)
-        rows.append(r)
-        print(f"  done {size}² b{batch} {dtype}: {r['step_s']:.3f} s/step "
-              f"(compile {r['compile_s']:.1f} s){'' if r['finite'] else ' NON-FINITE'}",
-              flush=True)
-  print('| ' + ' | '.join(header) + ' |')
-  print('|' + '---|' * len(header))
-  for r in rows:
-    print(f"| {r['size']} | {r['batch']} | {r['dtype']} | {r['compile_s']:.1f} | "
-          f"{r['step_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | {r['img_s']:.2f} | "
-          f"{r['gflop']:.0f} | {r['gflops']:.0f} | {r['temp_mb']:.0f} | {r['arg_mb']:.0f} |")
+        print(f"| {r['size']} | {r['batch']} | {r['dtype']} | {r['compile_s']:.1f} | "
+              f"{r['step_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | {r['img_s']:.2f} | "
+              f"{r['gflop']:.0f} | {r['gflops']:.0f} | {r['temp_mb']:.0f} | {r['arg_mb']:.0f} |"
+              + ('' if r['finite'] else ' NON-FINITE'), flush=True)
 
 
 if __name__ == '__main__':
