@@ -162,6 +162,16 @@ def train_and_evaluate(config, workdir: str):
   fixed = jax.device_put(fixed, sharding.replicated(mesh))
   sample_fn = jax.jit(task.sample)
 
+  evaluator = best = None
+  if config.eval.every:
+    from jaxgan import evaluation  # loads the Inception weights: only when asked for
+    try:
+      evaluator = evaluation.TranslationEvaluator(
+          task, source, config, num_images=config.eval.num_images, mesh=mesh)
+    except JaxganError as e:
+      raise JaxganError(f'{e}; or train without FID: --config.eval.every=0') from None
+    best = evaluation.BestScores(workdir)
+
   writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
   if start_step == 0:
     writer.write_hparams(dict(_flatten(config.to_dict())))
@@ -176,6 +186,11 @@ def train_and_evaluate(config, workdir: str):
                             'data_source': config.data.source,
                             'global_batch': global_batch})
     log.last_good = step
+
+  def evaluate(step):
+    results = evaluator(state)
+    results.update(best.update(step, results, write=is_main))
+    writer.write_scalars(step, {f'eval/{k}': v for k, v in results.items()})
 
   def write_samples(step):
     columns = [np.asarray(x) for x in jax.device_get(sample_fn(state, fixed))]
@@ -204,6 +219,8 @@ def train_and_evaluate(config, workdir: str):
           save(step)
         if t.sample_every and step % t.sample_every == 0:
           write_samples(step)
+        if evaluator and (step % config.eval.every == 0 or step == num_steps):
+          evaluate(step)
         if stop.requested:
           logging.warning('Stopped by %s at step %d; checkpoint written. Run the same '
                           'command to resume.', stop.signal_name, step)

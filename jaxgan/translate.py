@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxgan import cli, config as config_lib, images
+from jaxgan import cli, images
 from jaxgan.errors import JaxganError
 
 
@@ -54,30 +54,12 @@ def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
 
 def load_generator(workdir: Path, direction: str, step):
   """(function uint8 HWC -> uint8 HWC, restored step) for the run in `workdir`."""
-  config_path = workdir / 'config.json'
-  if not config_path.is_file():
-    raise JaxganError(f'{workdir} is not a jaxgan workdir (no config.json)')
-  config = config_lib.from_json(config_path.read_text())
   import jax
-  from jaxgan import checkpointing, sharding
-  from jaxgan.tasks import make_task
-  from jaxgan.train import state_layout
-
-  task = make_task(config, steps_per_epoch=1)
+  from jaxgan import runs
+  config, task, state, step = runs.restore(workdir, step)
   if direction not in task.directions:
     raise JaxganError(f"direction '{direction}' is not one of "
                       f"{', '.join(task.directions)} for task {config.task}")
-  ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', read_only=True)
-  steps = ckpt.all_steps()
-  if not steps:
-    raise JaxganError(f'no checkpoint in {workdir / "checkpoints"}')
-  if step is not None and step not in steps:
-    raise JaxganError(f'no checkpoint at step {step} in {workdir}; available: '
-                      f'{", ".join(map(str, sorted(steps)))}')
-  step = max(steps) if step is None else step
-  abstract, _ = state_layout(task, config, sharding.make_mesh())
-  state, _ = ckpt.restore(abstract, step)
-  ckpt.close()
   net = task.directions[direction]
   apply = jax.jit(lambda s, x: task.generate(s, net, x))
   multiple = task.size_multiple

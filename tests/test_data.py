@@ -1,6 +1,8 @@
 """Data sources and the tf.data pipeline: layouts, bad files, determinism, resume."""
 
 import logging
+from pathlib import Path
+import subprocess
 import time
 
 import jax
@@ -12,7 +14,7 @@ from jaxgan import data, sharding
 from jaxgan.data import synthetic
 from jaxgan.errors import JaxganError
 
-from conftest import MAPS, require
+from conftest import MAPS, PYTHON, REPO, require, subprocess_env
 
 
 def _img(path, color, size=(16, 16)):
@@ -36,6 +38,14 @@ def test_spec_forms_and_errors(folder, tmp_path):
   assert not src.paired and src.has_split('train') and src.has_split('test')
   d = src.domains('train')
   assert (len(d.a), len(d.b)) == (6, 5)
+  # Sorted recursive walk: the subfolder's file sorts after the top-level ones.
+  assert [p.relative_to(folder / 'trainA').as_posix() for p in map(Path, d.a.files)] == [
+      '0.png', '1.png', '2.png', '3.png', '4.png', 'sub/x.jpg']
+  for bad in ('magic', 'folder:', 'tfds', 'synthetic:3'):
+    with pytest.raises(JaxganError, match='expected folder:PATH, aligned:PATH, '
+                       'tfds:NAME or synthetic') as info:
+      data.load_source(bad, seed=0, image_size=16)
+    assert '\n' not in str(info.value)
   with pytest.raises(JaxganError, match="unknown data source 'magic'"):
     data.load_source('magic', seed=0, image_size=16)
   with pytest.raises(JaxganError, match='does not exist'):
@@ -180,6 +190,178 @@ def test_real_maps_batches():
   src = data.load_source(f'aligned:{maps}', seed=0, image_size=286)
   d = src.domains('train')
   assert len(d.a) == 1096 and src.has_split('test') and len(src.domains('test').a) == 1098
-  b = next(iter(data.train_batches(d, global_batch=2, load_size=286, image_size=256,
-                                   flip=True, paired=False, seed=0)))
-  assert b['a'].shape == (2, 256, 256, 3) and -1 <= b['a'].min() and b['a'].max() <= 1
+  stream = data.train_batches(d, global_batch=2, load_size=286, image_size=256,
+                              flip=True, paired=False, seed=0)
+  assert stream.steps_per_epoch == 548
+  for b in _take(stream, 3):
+    for k in 'ab':
+      assert b[k].shape == (2, 256, 256, 3) and b[k].dtype == np.float32
+      assert -1 <= b[k].min() and b[k].max() <= 1 and b[k].std() > 0.01
+  # A is the aerial photo (left half), B the map (right half) of the same file.
+  photo, tile = d.a.numpy(0), d.b.numpy(0)
+  assert photo.shape == tile.shape == (256, 256, 3)
+  assert tile.mean() > photo.mean() + 50  # Maps are mostly light grey, photos dark.
+
+
+def test_missing_split_names_the_folder(tmp_path):
+  _img(tmp_path / 'trainA' / '0.png', (1, 2, 3))
+  _img(tmp_path / 'trainB' / '0.png', (1, 2, 3))
+  src = data.load_source(f'folder:{tmp_path}', seed=0, image_size=16)
+  assert src.has_split('train') and not src.has_split('test')
+  with pytest.raises(JaxganError, match=f'missing folder {tmp_path / "testA"}'):
+    src.domains('test')
+  with pytest.raises(JaxganError, match='unknown split'):
+    src.domains('validation')
+
+
+def _noise_set(tmp_path, n, size=(32, 32)):
+  """An aligned source whose two halves are identical noise: B == A exactly."""
+  rng = np.random.default_rng(0)
+  for i in range(n):
+    half = rng.integers(0, 256, (size[1], size[0], 3), np.uint8)
+    (tmp_path / 'train').mkdir(exist_ok=True)
+    Image.fromarray(np.concatenate([half, half], axis=1)).save(
+        tmp_path / 'train' / f'{i}.png')
+  return data.load_source(f'aligned:{tmp_path}', seed=0, image_size=32).domains('train')
+
+
+def test_paired_same_augmentation_unpaired_independent(tmp_path):
+  d = _noise_set(tmp_path, 3)
+  np.testing.assert_array_equal(d.a.numpy(1), d.b.numpy(1))
+  for b in _take(_stream(d, paired=True, load_size=40, image_size=32), 3):
+    np.testing.assert_array_equal(b['a'], b['b'])
+  # One image in each domain: the orders agree, so only the crops/flips can differ.
+  one = data.Domains(data.ArrayImageSet('a', d.a.numpy(0)[None]),
+                     data.ArrayImageSet('b', d.b.numpy(0)[None]), paired=False)
+  unpaired = _take(_stream(one, global_batch=1, load_size=40, image_size=32), 4)
+  assert any(not np.array_equal(b['a'], b['b']) for b in unpaired)
+  with pytest.raises(JaxganError, match='paired batches need paired domains'):
+    _stream(one, global_batch=1, paired=True)
+
+
+def test_file_pipeline_resume_and_pil_fallback(tmp_path):
+  """Every decoder the pipeline picks (TF's JPEG/PNG/BMP ones, PIL for the rest) gives
+  read_rgb's exact pixels, and a resumed stream matches the straight one bitwise."""
+  rng = np.random.default_rng(1)
+  for d, names in (('A', ['0.png', '1.tif', '2.jpg']), ('B', ['0.bmp', '1.png'])):
+    for name in names:
+      arr = rng.integers(0, 256, (20, 24, 3), np.uint8)
+      img = Image.fromarray(arr)
+      if name == '1.png':  # Transparent: composited on white, so PIL decodes it.
+        img = Image.fromarray(np.dstack([arr, np.full((20, 24), 200, np.uint8)]), 'RGBA')
+      path = tmp_path / f'train{d}' / name
+      path.parent.mkdir(exist_ok=True)
+      img.save(path, **({'quality': 90} if name.endswith('.jpg') else {}))
+  d = data.load_source(f'folder:{tmp_path}', seed=0, image_size=24).domains('train')
+  assert d.a.native.tolist() == [True, False, True]  # TIFF goes through PIL.
+  assert d.b.native.tolist() == [True, False]  # RGBA PNG too.
+  for image_set in (d.a, d.b):
+    for i in range(len(image_set)):
+      np.testing.assert_array_equal(
+          np.rint(image_set.tf_load(i).numpy() * 255).astype(np.uint8),
+          image_set.numpy(i))
+  # 3 A, 2 B, batch 1: epochs of 3 steps; compare across two epoch boundaries.
+  s = _stream(d, global_batch=1, load_size=24, image_size=16)
+  assert s.steps_per_epoch == 3
+  straight = _take(s, 8)
+  resumed = _take(_stream(d, global_batch=1, load_size=24, image_size=16,
+                          start_step=2), 6)
+  for j, b in enumerate(resumed):
+    for k in 'ab':
+      np.testing.assert_array_equal(b[k], straight[2 + j][k])
+
+
+def test_eval_batches_in_order_with_partial_last():
+  d = data.load_source('synthetic', seed=0, image_size=16, synthetic_size=5).domains('train')
+  batches = list(data.eval_batches(d.a, 2, size=16))
+  assert [b.shape[0] for b in batches] == [2, 2, 1]
+  got = np.concatenate(batches)
+  assert got.dtype == np.float32
+  np.testing.assert_allclose(got, d.a.array / 255.0 * 2 - 1, atol=1e-6)
+  small = next(data.eval_batches(d.a, 8, size=8))
+  assert small.shape == (5, 8, 8, 3) and -1 <= small.min() and small.max() <= 1
+
+
+def test_sharded_values_match_unsharded():
+  mesh = sharding.make_mesh()
+  d = data.load_source('synthetic', seed=0, image_size=24, synthetic_size=4).domains('train')
+  plain = _take(_stream(d), 3)
+  placed = _take(_stream(d, sharding=sharding.batch_sharded(mesh)), 3)
+  for p, q in zip(plain, placed):
+    for k in 'ab':
+      assert q[k].sharding == sharding.batch_sharded(mesh)
+      np.testing.assert_array_equal(np.asarray(q[k]), p[k])
+
+
+MULTI_DEVICE = r'''
+import jax, numpy as np
+from jaxgan import data, sharding
+from jaxgan.errors import JaxganError
+assert jax.device_count() == 4, jax.devices()
+d = data.load_source('synthetic', seed=0, image_size=16, synthetic_size=8).domains('train')
+kw = dict(load_size=16, image_size=12, flip=True, paired=False, seed=1)
+bs = sharding.batch_sharded(sharding.make_mesh())
+plain = next(iter(data.train_batches(d, global_batch=4, **kw)))
+placed = next(iter(data.train_batches(d, global_batch=4, sharding=bs, **kw)))
+for k in 'ab':
+  shards = placed[k].addressable_shards
+  assert len(shards) == 4 and all(s.data.shape == (1, 12, 12, 3) for s in shards)
+  np.testing.assert_array_equal(np.asarray(placed[k]), plain[k])
+try:
+  data.train_batches(d, global_batch=6, sharding=bs, **kw)
+  raise SystemExit('no error')
+except JaxganError as e:
+  assert '6' in str(e) and '4' in str(e), e
+print('OK')
+'''
+
+
+def test_sharded_placement_on_4_devices():
+  env = subprocess_env(XLA_FLAGS='--xla_force_host_platform_device_count=4')
+  out = subprocess.run([PYTHON, '-c', MULTI_DEVICE], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0 and 'OK' in out.stdout, out.stdout + out.stderr[-3000:]
+
+
+def _tiny_tfds_builder():
+  """A registered tfds builder with trainA/trainB/testA, prepared without network."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  class JaxganTinyAb(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version('1.0.0')
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+          {'image': tfds.features.Image(shape=(None, None, 3))}))
+
+    def _split_generators(self, dl_manager):
+      return {s: self._generate_examples(k)
+              for k, s in enumerate(['trainA', 'trainB', 'testA'])}
+
+    def _generate_examples(self, k):
+      for i in range(3):
+        yield i, {'image': np.full((10 + i, 12, 3), 40 * k + i, np.uint8)}
+
+  return JaxganTinyAb
+
+
+_TINY_TFDS = []
+
+
+def test_tfds_prepared_dataset_is_materialised(tmp_path):
+  if not _TINY_TFDS:  # tfds registers builder classes by name: define it once.
+    _TINY_TFDS.append(_tiny_tfds_builder())
+  _TINY_TFDS[0](data_dir=str(tmp_path)).download_and_prepare()
+  src = data.load_source('tfds:jaxgan_tiny_ab', seed=0, image_size=8,
+                         tfds_data_dir=str(tmp_path))
+  assert not src.paired and src.has_split('train') and not src.has_split('test')
+  d = src.domains('train')
+  assert d.a.array.shape == (3, 8, 8, 3) and d.a.array.dtype == np.uint8
+  assert sorted(d.a.array[:, 0, 0, 0]) == [0, 1, 2]  # Flat images stay flat.
+  assert sorted(d.b.array[:, 0, 0, 0]) == [40, 41, 42]
+  with pytest.raises(JaxganError, match='missing split testB'):
+    src.domains('test')
+  with pytest.raises(JaxganError, match='unknown tensorflow-datasets dataset') as info:
+    data.load_source('tfds:no_such_dataset_xyz', seed=0, image_size=8,
+                     tfds_data_dir=str(tmp_path))
+  assert '\n' not in str(info.value)

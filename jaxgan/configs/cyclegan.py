@@ -59,6 +59,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.lambda_identity = 0.5  # times lambda_cycle, as in the reference
   c.loss.lambda_gp = 10.0  # gradient penalty weight, gan_mode=wgangp only
 
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every = 10000  # steps between FID/KID of G(testA) vs testB, F(testB) vs testA; 0: off
+  c.eval.num_images = 500  # first N test images per domain (0: all)
+  c.eval.batch_size = 50
+  c.eval.kid = True
+  c.eval.weights = ''  # FID Inception weights; '': `python -m jaxgan.metrics.weights` default
+
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'adam'  # adam | sgd
   c.optimizer.lr = 2e-4
@@ -90,6 +97,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     # (G(b) ~ b) fights the true map. Measured with experiments/score_synthetic.py
     # after 1536 steps: MAE 47.9 grey levels with lambda_identity 0.5, 24.7 without.
     c.loss.lambda_identity = 0.0
+    c.eval.every = 0  # the demo needs nothing beyond the repository
   elif variant == 'smoke':
     c.data.source = 'synthetic'
     c.data.image_size = 32
@@ -107,4 +115,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     c.train.sample_size = 2
     c.train.checkpoint_every = 2
     c.train.pool_size = 3
+    c.eval.every = 0
+    c.eval.num_images = 8
+    c.eval.batch_size = 4
   return c

@@ -10,10 +10,12 @@ each give two `ImageSet`s (domain A and domain B):
 
 Image files are checked once, when the source is built: each is fully decoded with PIL
 (in a thread pool), and unreadable ones are skipped with one warning. The same check
-records which files TensorFlow's own decoders handle exactly like `jaxgan.images`
-(8-bit or 16-bit L/RGB JPEG/PNG, RGB BMP, opaque GIF); the rest (alpha, CMYK, TIFF,
-WebP, ...) are decoded in the input pipeline through PIL, so training and evaluation
-see the same pixels.
+picks each file's decoder in the input pipeline so that it gives exactly the pixels of
+`jaxgan.images.read_rgb` (what translation and evaluation read): TensorFlow's own
+decoders for L/RGB JPEG (with libjpeg's accurate integer IDCT, as PIL uses; TF's
+default fast IDCT is off by up to 16 levels), 8/16-bit L/RGB/opaque-palette PNG, RGB
+BMP and opaque GIF; PIL through `tf.numpy_function` for the rest (alpha, CMYK, TIFF,
+WebP, ...).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from jaxgan.data import synthetic as synthetic_lib
 from jaxgan.errors import JaxganError
 
 log = logging.getLogger(__name__)
+
+# How the pipeline decodes a file (see the module doc).
+DECODE_PIL, DECODE_TF_JPEG, DECODE_TF_IMAGE = 0, 1, 2
 
 SPLITS = ('train', 'test')
 SPEC_FORMS = 'folder:PATH, aligned:PATH, tfds:NAME or synthetic'
@@ -66,14 +71,18 @@ class ImageSet(abc.ABC):
 class FileImageSet(ImageSet):
   """Image files on disk, optionally the left or right half of each (pix2pix)."""
 
-  def __init__(self, name: str, files, native, half: str | None = None):
+  def __init__(self, name: str, files, decoders, half: str | None = None):
     if half not in (None, 'left', 'right'):
       raise ValueError(f'half must be None, "left" or "right", got {half!r}')
     self.name = name
     self.files = tuple(files)
-    # native[i]: TensorFlow's decoders give exactly PIL's pixels for file i.
-    self.native = np.asarray(native, dtype=bool)
+    self.decoders = np.asarray(decoders, dtype=np.int32)  # DECODE_* per file.
     self.half = half
+
+  @property
+  def native(self) -> np.ndarray:
+    """Per file: decoded by TensorFlow itself (rather than PIL) in the pipeline."""
+    return self.decoders != DECODE_PIL
 
   def __len__(self):
     return len(self.files)
@@ -95,20 +104,28 @@ class FileImageSet(ImageSet):
   def tf_load(self, index):
     index = tf.convert_to_tensor(index, tf.int64)
 
-    def via_tf():
-      path = tf.gather(tf.constant(self.files), index)
-      return tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8,
-                                expand_animations=False)
+    def read():
+      return tf.io.read_file(tf.gather(tf.constant(self.files), index))
 
     def via_pil():
-      return tf.numpy_function(self._read_full, [index], tf.uint8, stateful=False)
+      return tf.ensure_shape(
+          tf.numpy_function(self._read_full, [index], tf.uint8, stateful=False),
+          [None, None, 3])
 
-    if self.native.all():
-      img = via_tf()
-    elif not self.native.any():
-      img = via_pil()
+    def via_tf_jpeg():
+      return tf.io.decode_jpeg(read(), channels=3, dct_method='INTEGER_ACCURATE')
+
+    def via_tf_image():
+      return tf.io.decode_image(read(), channels=3, dtype=tf.uint8,
+                                expand_animations=False)
+
+    branches = [via_pil, via_tf_jpeg, via_tf_image]  # Indexed by DECODE_*.
+    used = np.unique(self.decoders)
+    if len(used) == 1:
+      img = branches[used[0]]()
     else:
-      img = tf.cond(tf.gather(tf.constant(self.native), index), via_tf, via_pil)
+      code = tf.gather(tf.constant(self.decoders), index)
+      img = tf.switch_case(code, branches)
     img = tf.ensure_shape(img, [None, None, 3])
     if self.half is not None:
       w2 = tf.shape(img)[1] // 2
@@ -157,35 +174,36 @@ class Domains:
 class _Probe:
   path: str
   ok: bool
-  native: bool = False
+  decoder: int = DECODE_PIL
 
 
-def _tf_decodes_like_pil(img: Image.Image) -> bool:
+def _decoder_for(img: Image.Image) -> int:
+  """The pipeline decoder that reproduces `images.read_rgb` exactly for this file."""
   fmt, mode = img.format, img.mode
   transparent = 'transparency' in img.info
-  if fmt == 'JPEG':
-    return mode in ('L', 'RGB')
-  if fmt == 'PNG':
-    return (mode in ('L', 'RGB', 'I;16', 'I;16B', 'I;16L')
-            or (mode == 'P' and not transparent))
-  if fmt == 'BMP':
-    return mode == 'RGB'  # TF misreads palette BMPs.
-  if fmt == 'GIF':
-    return mode == 'P' and not transparent
-  return False
+  if fmt == 'JPEG' and mode in ('L', 'RGB'):  # Not CMYK/YCCK: PIL handles Adobe's.
+    return DECODE_TF_JPEG
+  if fmt == 'PNG' and (mode in ('L', 'RGB', 'I;16', 'I;16B', 'I;16L')
+                       or (mode == 'P' and not transparent)):
+    return DECODE_TF_IMAGE
+  if fmt == 'BMP' and mode == 'RGB':  # TF misreads palette BMPs.
+    return DECODE_TF_IMAGE
+  if fmt == 'GIF' and mode == 'P' and not transparent:
+    return DECODE_TF_IMAGE
+  return DECODE_PIL
 
 
 def _probe(path: str) -> _Probe:
   try:
     with Image.open(path) as img:
-      native = _tf_decodes_like_pil(img)
+      decoder = _decoder_for(img)
       img.load()  # Full decode: catches truncated files.
       if img.width < 1 or img.height < 1:
         return _Probe(path, False)
   except Exception:  # pylint: disable=broad-except
     # Any failure to decode means "skip this file"; the count is reported below.
     return _Probe(path, False)
-  return _Probe(path, True, native)
+  return _Probe(path, True, decoder)
 
 
 def _list_images(folder: str) -> list[str]:
@@ -201,7 +219,7 @@ def _check_folders(source_name: str,
                    folders: dict[str, str]) -> dict[str, tuple[list[str], np.ndarray]]:
   """Lists and checks the image files of each folder (key -> path).
 
-  Returns key -> (readable files, native flags). Unreadable files are skipped with one
+  Returns key -> (readable files, their DECODE_* codes). Unreadable files are skipped with one
   warning for the whole source; a folder left with no readable image is an error.
   """
   listed = {key: _list_images(path) for key, path in folders.items()}
@@ -217,7 +235,7 @@ def _check_folders(source_name: str,
       what = (f'all {len(files)} image files are unreadable' if files else
               f'no image files ({", ".join(images.IMG_EXTENSIONS)})')
       raise JaxganError(f'{source_name}: no readable image in {folders[key]}: {what}')
-    result[key] = ([p.path for p in good], np.array([p.native for p in good]))
+    result[key] = ([p.path for p in good], np.array([p.decoder for p in good]))
   if bad:
     names = ', '.join(bad[:_MAX_NAMES_IN_WARNING])
     more = ', ...' if len(bad) > _MAX_NAMES_IN_WARNING else ''
@@ -265,8 +283,8 @@ class FolderSource(Source):
       raise JaxganError(f'{name}: {root} has none of trainA/ trainB/ testA/ testB/ '
                         '(the unaligned CycleGAN layout)')
     self._dirs = subdirs
-    self._sets = {k: FileImageSet(f'{name}/{k}', files, native)
-                  for k, (files, native) in _check_folders(name, present).items()}
+    self._sets = {k: FileImageSet(f'{name}/{k}', files, decoders)
+                  for k, (files, decoders) in _check_folders(name, present).items()}
 
   def has_split(self, split):
     return f'{split}A' in self._sets and f'{split}B' in self._sets
@@ -309,10 +327,10 @@ class AlignedSource(Source):
       missing = (os.path.join(self.root, 'train') if split == 'train' else
                  f'{os.path.join(self.root, "test")} (or val)')
       raise JaxganError(f'{self.name}: missing folder {missing}')
-    files, native = self._files[folder]
+    files, decoders = self._files[folder]
     return Domains(
-        FileImageSet(f'{self.name}/{folder} (A: left half)', files, native, 'left'),
-        FileImageSet(f'{self.name}/{folder} (B: right half)', files, native, 'right'),
+        FileImageSet(f'{self.name}/{folder} (A: left half)', files, decoders, 'left'),
+        FileImageSet(f'{self.name}/{folder} (B: right half)', files, decoders, 'right'),
         paired=True)
 
 

@@ -1,0 +1,1 @@
+"""FID, KID and Inception Score with the standard FID Inception-v3."""

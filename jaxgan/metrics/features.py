@@ -1,0 +1,82 @@
+"""Inception features of image sets: weights lookup, batching, device sharding.
+
+Images (uint8 RGB, any size) are grouped by size, batched to a fixed batch shape (the
+last batch padded, so each size compiles once) and placed split along the mesh's
+`data` axis; the jitted network runs on every device of the mesh.
+"""
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxgan import images, sharding
+from jaxgan.errors import JaxganError
+
+
+def load_variables(path=None):
+  """The FID Inception variables from `path`, or from the default places
+  (`jaxgan.metrics.weights.default_weights_path`)."""
+  from jaxgan.metrics import inception, weights
+  path = path or weights.default_weights_path()
+  if path is None:
+    raise JaxganError('no FID Inception weights found: run `python -m '
+                      'jaxgan.metrics.weights` to fetch them, or pass a file '
+                      '(--weights / eval.weights: .npz, pytorch-fid .pth or TorchScript .pt)')
+  return inception.variables_from_npz_dict(weights.load_weights_dict(path))
+
+
+def list_images(folder) -> list[Path]:
+  folder = Path(folder)
+  if not folder.is_dir():
+    raise JaxganError(f'{folder} is not a folder of images')
+  files = sorted(p for p in folder.iterdir() if p.is_file() and images.is_image_file(p.name))
+  if not files:
+    raise JaxganError(f'no image files in {folder}')
+  return files
+
+
+def read_images(files, skipped: list) -> Iterator[np.ndarray]:
+  """uint8 images of `files`; unreadable ones are appended to `skipped`."""
+  for path in files:
+    try:
+      yield images.read_rgb(path)
+    except JaxganError:
+      skipped.append(Path(path).name)
+
+
+class Extractor:
+  """Computes pool3 features (and logits, when the weights have the classifier)."""
+
+  def __init__(self, variables, *, batch_size: int = 50, mesh=None):
+    from jaxgan.metrics import inception
+    self.mesh = mesh or sharding.make_mesh()
+    devices = self.mesh.shape[sharding.DATA_AXIS]
+    self.batch_size = -(-batch_size // devices) * devices  # a multiple of the devices
+    self.has_logits = inception.has_logits(variables)
+    self._fn = inception.make_feature_fn(variables)
+    self._sharding = sharding.batch_sharded(self.mesh)
+
+  def _run(self, batch: np.ndarray, n: int, out: dict) -> None:
+    padded = np.zeros((self.batch_size,) + batch.shape[1:], batch.dtype)
+    padded[:n] = batch[:n]
+    result = self._fn(jax.device_put(padded, self._sharding))
+    for key, value in result.items():
+      out.setdefault(key, []).append(np.asarray(value)[:n])
+
+  def __call__(self, uint8_images: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
+    out: dict[str, list] = {}
+    pending: dict[tuple, list] = {}
+    for img in uint8_images:
+      group = pending.setdefault(img.shape, [])
+      group.append(img)
+      if len(group) == self.batch_size:
+        self._run(np.stack(group), len(group), out)
+        group.clear()
+    for group in pending.values():
+      if group:
+        self._run(np.stack(group), len(group), out)
+    if not out:
+      raise JaxganError('no images to compute features of')
+    return {key: np.concatenate(parts) for key, parts in out.items()}
