@@ -30,9 +30,23 @@ OPTIMIZERS = ('adam', 'sgd')
 
 def make_optimizer(cfg, schedule) -> optax.GradientTransformation:
   """`cfg` is a config's `optimizer` group: name adam (b1, b2, eps) or sgd
-  (momentum; 0 is plain SGD)."""
+  (momentum; 0 is plain SGD), after global-norm clipping to `clip_norm` (0: off)."""
   if cfg.name == 'adam':
-    return optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
-  if cfg.name == 'sgd':
-    return optax.sgd(schedule, momentum=cfg.momentum or None)
-  raise JaxganError(f"unknown optimizer.name '{cfg.name}'; valid: {', '.join(OPTIMIZERS)}")
+    base = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+  elif cfg.name == 'sgd':
+    base = optax.sgd(schedule, momentum=cfg.momentum or None)
+  else:
+    raise JaxganError(f"unknown optimizer.name '{cfg.name}'; valid: {', '.join(OPTIMIZERS)}")
+  if cfg.clip_norm < 0:
+    raise JaxganError(f'optimizer.clip_norm={cfg.clip_norm} must be >= 0 (0: no clipping)')
+  if cfg.clip_norm:
+    return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), base)
+  return base
+
+
+def instance_noise_std(step, std: float, anneal_steps: int):
+  """Std of the Gaussian noise added to D's inputs (Sønderby et al. 2016): `std`
+  annealed linearly to 0 over `anneal_steps` steps (0: constant)."""
+  if not anneal_steps:
+    return jnp.asarray(std, jnp.float32)
+  return std * jnp.maximum(0.0, 1.0 - jnp.asarray(step, jnp.float32) / anneal_steps)

@@ -3,9 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxgan import optim, pool
+from jaxgan.errors import JaxganError
 
 
 def _images(values):
@@ -76,3 +78,38 @@ def test_linear_decay_schedule_matches_reference_rule():
     assert float(s(step)) == pytest.approx(2e-4 * factor), step
   # Never negative past the end.
   assert float(s(1000)) == 0.0
+
+
+def _opt_cfg(**kw):
+  import ml_collections
+  c = ml_collections.ConfigDict(dict(name='sgd', momentum=0.0, b1=0.5, b2=0.999, eps=1e-8,
+                                     clip_norm=0.0))
+  c.update(kw)
+  return c
+
+
+def test_clipped_gradient_norm_never_exceeds_the_bound():
+  # Plain SGD with lr 1: the update is minus the (clipped) gradient.
+  opt = optim.make_optimizer(_opt_cfg(clip_norm=1.0), lambda step: 1.0)
+  rng = np.random.default_rng(0)
+  for scale in (0.01, 0.5, 3.0, 1e4):
+    g = {'w': jnp.asarray(rng.normal(size=(5, 7)) * scale), 'b': jnp.asarray(rng.normal(size=3) * scale)}
+    params = jax.tree.map(jnp.zeros_like, g)
+    updates, _ = opt.update(g, opt.init(params), params)
+    norm_in = float(optax.global_norm(g))
+    norm_out = float(optax.global_norm(updates))
+    assert norm_out <= 1.0 + 1e-6
+    if norm_in <= 1.0:  # small gradients pass unchanged
+      np.testing.assert_allclose(norm_out, norm_in, rtol=1e-6)
+    else:  # large ones are scaled onto the bound, direction kept
+      np.testing.assert_allclose(norm_out, 1.0, rtol=1e-6)
+      np.testing.assert_allclose(-updates['w'], g['w'] / norm_in, rtol=1e-5)
+  with pytest.raises(JaxganError, match='clip_norm'):
+    optim.make_optimizer(_opt_cfg(clip_norm=-1.0), lambda step: 1.0)
+
+
+def test_instance_noise_schedule():
+  # std 0.1 annealed over 100 steps: 0.1 at 0, 0.05 at 50, 0 from 100 on; 0 steps: constant.
+  for step, expected in [(0, 0.1), (25, 0.075), (50, 0.05), (100, 0.0), (500, 0.0)]:
+    assert float(optim.instance_noise_std(step, 0.1, 100)) == pytest.approx(expected)
+  assert float(optim.instance_noise_std(10**6, 0.2, 0)) == pytest.approx(0.2)

@@ -43,6 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 5000
   c.train.keep_checkpoints = 3
   c.train.pool_size = 50  # image pool of past fakes shown to D; 0 disables it
+  c.train.instance_noise = 0.0  # std of Gaussian noise on D's inputs (0: off)
+  c.train.instance_noise_steps = 0  # anneal that std linearly to 0 over N steps (0: constant)
 
   c.model = ml_collections.ConfigDict()
   c.model.generator = 'resnet_9blocks'
@@ -58,6 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.lambda_cycle = 10.0
   c.loss.lambda_identity = 0.5  # times lambda_cycle, as in the reference
   c.loss.lambda_gp = 10.0  # gradient penalty weight, gan_mode=wgangp only
+  c.loss.real_label = 1.0  # < 1: one-sided label smoothing (vanilla, lsgan)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every = 10000  # steps between FID/KID of G(testA) vs testB, F(testB) vs testA; 0: off
@@ -73,6 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.b2 = 0.999
   c.optimizer.eps = 1e-8  # Adam's epsilon (PyTorch's default)
   c.optimizer.momentum = 0.9  # sgd only
+  c.optimizer.lr_d = 0.0  # discriminators' learning rate (0: the same as lr)
+  c.optimizer.clip_norm = 0.0  # global-norm gradient clipping per network group (0: off)
   return c
 
 

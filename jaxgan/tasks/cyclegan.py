@@ -62,11 +62,18 @@ class CycleGAN:
       raise JaxganError(f'optimizer.lr={config.optimizer.lr} must be > 0')
     if config.train.pool_size < 0:
       raise JaxganError(f'train.pool_size={config.train.pool_size} must be >= 0')
-    self.schedule = optim.lr_schedule(config.optimizer.lr, config.train.epochs,
-                                      config.train.epochs_decay, steps_per_epoch)
+    o, t = config.optimizer, config.train
+    if o.lr_d < 0 or t.instance_noise < 0 or t.instance_noise_steps < 0:
+      raise JaxganError('optimizer.lr_d, train.instance_noise and '
+                        'train.instance_noise_steps must be >= 0')
+    if not 0 < loss_cfg.real_label <= 1:
+      raise JaxganError(f'loss.real_label={loss_cfg.real_label} must be in (0, 1]')
+    self.schedule = optim.lr_schedule(o.lr, t.epochs, t.epochs_decay, steps_per_epoch)
+    self.schedule_d = optim.lr_schedule(o.lr_d or o.lr, t.epochs, t.epochs_decay,
+                                        steps_per_epoch)
     self.optimizers = {
-        'gen': optim.make_optimizer(config.optimizer, self.schedule),
-        'disc': optim.make_optimizer(config.optimizer, self.schedule),
+        'gen': optim.make_optimizer(o, self.schedule),
+        'disc': optim.make_optimizer(o, self.schedule_d),
     }
 
   # -- state -----------------------------------------------------------------------
@@ -99,7 +106,18 @@ class CycleGAN:
     mode = c.gan_mode
     real_a, real_b = batch['a'], batch['b']
     key = jax.random.fold_in(state.rng, state.step)
-    k_gen, k_disc, k_pool_a, k_pool_b, k_gp_a, k_gp_b = jax.random.split(key, 6)
+    k_gen, k_disc, k_pool_a, k_pool_b, k_gp_a, k_gp_b, k_noise = jax.random.split(key, 7)
+    t = self.config.train
+    noise_std = optim.instance_noise_std(state.step, t.instance_noise,
+                                         t.instance_noise_steps)
+
+    def noisy(x, draw: int):
+      """Instance noise on a D input (a no-op when train.instance_noise is 0); each
+      of the step's D inputs has its own `draw` number."""
+      if not t.instance_noise:
+        return x
+      noise = jax.random.normal(jax.random.fold_in(k_noise, draw), x.shape, x.dtype)
+      return x + noise_std * noise
 
     gen_params = {k: state.params[k] for k in GENERATORS}
     disc_params = {k: state.params[k] for k in DISCRIMINATORS}
@@ -112,8 +130,8 @@ class CycleGAN:
       fake_a = nets('F', real_b)
       rec_b = nets('G', fake_a)
       terms = {
-          'G_A': losses.generator_loss(mode, nets('D_B', fake_b)),
-          'G_B': losses.generator_loss(mode, nets('D_A', fake_a)),
+          'G_A': losses.generator_loss(mode, nets('D_B', noisy(fake_b, 0))),
+          'G_B': losses.generator_loss(mode, nets('D_A', noisy(fake_a, 1))),
           'cycle_A': c.lambda_cycle * losses.l1(rec_a, real_a),
           'cycle_B': c.lambda_cycle * losses.l1(rec_b, real_b),
       }
@@ -141,9 +159,11 @@ class CycleGAN:
       nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True,
                   rng=k_disc)
       terms = {}
-      for name, real, fake, k_gp in (('D_A', real_a, shown_a, k_gp_a),
-                                     ('D_B', real_b, shown_b, k_gp_b)):
-        loss = losses.discriminator_loss(mode, nets(name, real), nets(name, fake))
+      for i, (name, real, fake, k_gp) in enumerate((('D_A', real_a, shown_a, k_gp_a),
+                                                    ('D_B', real_b, shown_b, k_gp_b))):
+        real, fake = noisy(real, 2 + 2 * i), noisy(fake, 3 + 2 * i)
+        loss = losses.discriminator_loss(mode, nets(name, real), nets(name, fake),
+                                         real_label=c.real_label)
         if mode == 'wgangp':
           gp = losses.gradient_penalty(lambda x, n=name: nets.frozen(n, x), real, fake,
                                        k_gp)
@@ -163,7 +183,9 @@ class CycleGAN:
                'loss_G': loss_g,
                'grad_norm_G': optax.global_norm(grads_g),
                'grad_norm_D': optax.global_norm(grads_d),
-               'lr': self.schedule(state.step)}
+               'lr': self.schedule(state.step),
+               'lr_D': self.schedule_d(state.step),
+               'instance_noise': noise_std}
     new_state = state.replace(
         step=state.step + 1,
         params={**gen_params, **disc_params},
