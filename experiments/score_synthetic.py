@@ -35,7 +35,7 @@ def main(argv):
     sys.exit(f"{args.workdir} was not trained on synthetic data")
   size = config['data']['image_size']
   a, b = synthetic.synthetic_pairs(config['seed'], args.num, size, 'test')
-  print(f'| direction | step | MAE (0-255) | PSNR dB | identity MAE | identity PSNR |')
+  print('| direction | step | MAE (0-255) | PSNR dB | identity MAE | identity PSNR |')
   print('|---|---|---|---|---|---|')
   for direction, src, dst in (('AtoB', a, b), ('BtoA', b, a)):
     translate, step = load_generator(Path(args.workdir), direction, args.step)

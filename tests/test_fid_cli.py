@@ -4,7 +4,6 @@ import json
 import subprocess
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import PYTHON, REPO, SHARED, require, subprocess_env

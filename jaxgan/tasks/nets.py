@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from jaxgan import models
 from jaxgan.errors import JaxganError
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
