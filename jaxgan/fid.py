@@ -37,8 +37,9 @@ def parse_args(argv):
 
 
 def _features(path: Path, extractor, num_images: int) -> dict:
+  from jaxgan import images
   from jaxgan.metrics import features
-  files = features.list_images(path)
+  files = images.list_images(path)
   if num_images:
     files = files[:num_images]
   skipped: list = []

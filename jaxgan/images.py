@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -34,6 +35,17 @@ _ALPHA_MODES = ('LA', 'La', 'PA', 'RGBA', 'RGBa')
 def is_image_file(name: str | os.PathLike) -> bool:
   """Whether `name` has one of IMG_EXTENSIONS (case-insensitive)."""
   return os.fspath(name).lower().endswith(IMG_EXTENSIONS)
+
+
+def list_images(folder) -> list[Path]:
+  """The image files directly in `folder`, sorted by name."""
+  folder = Path(folder)
+  if not folder.is_dir():
+    raise JaxganError(f'{folder} is not a folder of images')
+  files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p.name))
+  if not files:
+    raise JaxganError(f'no image files ({", ".join(IMG_EXTENSIONS)}) in {folder}')
+  return files
 
 
 def _has_alpha(img: Image.Image) -> bool:

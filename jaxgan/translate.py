@@ -34,13 +34,9 @@ def parse_args(argv):
 def list_inputs(path: Path) -> list[Path]:
   if path.is_file():
     return [path]
-  if not path.is_dir():
+  if not path.exists():
     raise JaxganError(f'input {path} does not exist')
-  files = sorted(p for p in path.iterdir()
-                 if p.is_file() and p.suffix.lower() in images.IMG_EXTENSIONS)
-  if not files:
-    raise JaxganError(f'no images ({", ".join(sorted(images.IMG_EXTENSIONS))}) in {path}')
-  return files
+  return images.list_images(path)
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:

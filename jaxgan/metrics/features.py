@@ -27,16 +27,6 @@ def load_variables(path=None):
   return inception.variables_from_npz_dict(weights.load_weights_dict(path))
 
 
-def list_images(folder) -> list[Path]:
-  folder = Path(folder)
-  if not folder.is_dir():
-    raise JaxganError(f'{folder} is not a folder of images')
-  files = sorted(p for p in folder.iterdir() if p.is_file() and images.is_image_file(p.name))
-  if not files:
-    raise JaxganError(f'no image files in {folder}')
-  return files
-
-
 def read_images(files, skipped: list) -> Iterator[np.ndarray]:
   """uint8 images of `files`; unreadable ones are appended to `skipped`."""
   for path in files:
