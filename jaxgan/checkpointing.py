@@ -5,7 +5,6 @@ epoch, steps per epoch, seed and data source — what makes the data order resum
 the data stream is a pure function of (seed, step), see jaxgan.data.pipeline).
 """
 
-import logging
 from typing import Any
 
 import jax
@@ -56,6 +55,3 @@ def abstract_with_shardings(abstract_tree, shardings):
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
       abstract_tree, shardings)
 
-
-def log_resume(step: int, directory) -> None:
-  logging.info('Resuming from checkpoint at step %d in %s', step, directory)

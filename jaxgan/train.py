@@ -122,11 +122,12 @@ def train_and_evaluate(config, workdir: str):
   start_step = latest or 0
 
   source = open_source(config)
+  batch_sharding = sharding.batch_sharded(mesh)
   stream = data.train_batches(
       source.domains('train'), global_batch=global_batch,
       load_size=config.data.load_size, image_size=config.data.image_size,
       flip=config.data.flip, paired=task_class(config).paired_data, seed=config.seed,
-      start_step=start_step, sharding=sharding.batch_sharded(mesh))
+      start_step=start_step, sharding=batch_sharding)
   steps_per_epoch = stream.steps_per_epoch
   if steps_per_epoch < 1:
     raise JaxganError(f'data.batch_size={global_batch} is larger than the training set '
@@ -137,7 +138,7 @@ def train_and_evaluate(config, workdir: str):
   abstract, state_shardings = state_layout(task, config, mesh)
   if latest is not None:
     state, meta = ckpt.restore(abstract, latest)
-    checkpointing.log_resume(latest, ckpt.directory)
+    logging.info('Resuming from checkpoint at step %d in %s', latest, ckpt.directory)
     if meta.get('steps_per_epoch') != steps_per_epoch or meta.get('seed') != config.seed:
       logging.warning('The data differs from the checkpoint (steps per epoch %s -> %s, '
                       'seed %s -> %s): the resumed data order will differ.',
@@ -149,7 +150,6 @@ def train_and_evaluate(config, workdir: str):
   logging.info('Training %s: steps %d -> %d (%d per epoch), global batch %d',
                config.experiment, start_step, num_steps, steps_per_epoch, global_batch)
 
-  batch_sharding = sharding.batch_sharded(mesh)
   train_step = jax.jit(task.train_step,
                        in_shardings=(state_shardings, batch_sharding),
                        out_shardings=(state_shardings, sharding.replicated(mesh)),

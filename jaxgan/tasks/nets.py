@@ -54,22 +54,20 @@ class Nets:
     self._calls += 1
     return {'dropout': jax.random.fold_in(self._rng, self._calls)}
 
-  def __call__(self, name: str, x: jax.Array) -> jax.Array:
+  def _apply(self, name: str, x: jax.Array, keep_stats: bool) -> jax.Array:
     module = self.modules[name]
-    if self.train and self.stats.get(name):
-      y, updates = module.apply(self._variables(name), x, train=True, rngs=self._rngs(),
-                                mutable=['batch_stats'])
+    if not (self.train and self.stats.get(name)):
+      return module.apply(self._variables(name), x, train=self.train, rngs=self._rngs())
+    y, updates = module.apply(self._variables(name), x, train=True, rngs=self._rngs(),
+                              mutable=['batch_stats'])
+    if keep_stats:
       self.stats[name] = updates['batch_stats']
-      return y
-    return module.apply(self._variables(name), x, train=self.train, rngs=self._rngs())
+    return y
+
+  def __call__(self, name: str, x: jax.Array) -> jax.Array:
+    return self._apply(name, x, keep_stats=True)
 
   def frozen(self, name: str, x: jax.Array) -> jax.Array:
     """Like calling, but batch-stat updates are dropped (for inner derivatives such as
     the gradient penalty, which must not leak into the state)."""
-    module = self.modules[name]
-    if self.train and self.stats.get(name):
-      y, _ = module.apply(self._variables(name), x, train=True, rngs=self._rngs(),
-                          mutable=['batch_stats'])
-      return y
-    return module.apply(self._variables(name), x, train=self.train, rngs=self._rngs())
-
+    return self._apply(name, x, keep_stats=False)
