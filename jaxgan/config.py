@@ -17,6 +17,8 @@ from jaxgan.errors import JaxganError
 # name -> module under jaxgan.configs. A new GAN adds one line here.
 EXPERIMENTS = {
     'cyclegan': 'jaxgan.configs.cyclegan',
+    'dcgan': 'jaxgan.configs.dcgan',
+    'pix2pix': 'jaxgan.configs.pix2pix',
 }
 
 

@@ -1,7 +1,9 @@
-"""Evaluate a saved checkpoint on the full test splits:
+"""Evaluate a saved checkpoint on the test split:
 `python -m jaxgan.evaluate --workdir DIR [--step N] [--weights FILE]`.
 
-Writes `DIR/eval_STEP.json` with FID (and KID) per direction and prints it.
+Writes `DIR/eval_STEP.json` with the task's scores (see `jaxgan.evaluation`: FID and
+KID per direction, plus L1/PSNR/SSIM on paired data; FID of samples for DCGAN) and
+prints it. `--num-images 0` (the default) uses the whole test split.
 """
 
 import argparse
@@ -19,6 +21,8 @@ def parse_args(argv):
   p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
   p.add_argument('--weights', default=None, help='FID Inception weights file')
   p.add_argument('--batch-size', type=int, default=None)
+  p.add_argument('--num-images', type=int, default=0,
+                 help='first N test images (or N samples) to score; 0: all')
   return p.parse_args(argv)
 
 
@@ -33,8 +37,9 @@ def main(argv):
       config.eval.weights = args.weights
     if args.batch_size:
       config.eval.batch_size = args.batch_size
-  evaluator = evaluation.TranslationEvaluator(task, open_source(config), config,
-                                              num_images=0)
+    config.eval.num_images = args.num_images
+  evaluator = evaluation.make_evaluator(task, open_source(config), config,
+                                        num_images=config.eval.num_images)
   results = {'step': step, **evaluator(state)}
   out = Path(args.workdir) / f'eval_{step}.json'
   out.write_text(json.dumps(results, indent=2, sort_keys=True))

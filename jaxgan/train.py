@@ -122,12 +122,13 @@ def train_and_evaluate(config, workdir: str):
   start_step = latest or 0
 
   source = open_source(config)
+  data_mode = task_class(config).data_mode
   batch_sharding = sharding.batch_sharded(mesh)
   stream = data.train_batches(
-      source.domains('train'), global_batch=global_batch,
+      source.task_domains('train', data_mode), global_batch=global_batch,
       load_size=config.data.load_size, image_size=config.data.image_size,
-      flip=config.data.flip, paired=task_class(config).paired_data, seed=config.seed,
-      start_step=start_step, sharding=batch_sharding)
+      flip=config.data.flip, paired=data_mode == 'paired', seed=config.seed,
+      start_step=start_step, sharding=batch_sharding, channels=config.data.channels)
   steps_per_epoch = stream.steps_per_epoch
   if steps_per_epoch < 1:
     raise JaxganError(f'data.batch_size={global_batch} is larger than the training set '
@@ -155,10 +156,12 @@ def train_and_evaluate(config, workdir: str):
                        out_shardings=(state_shardings, sharding.replicated(mesh)),
                        donate_argnums=0)
   sample_split = 'test' if source.has_split('test') else 'train'
-  sample_domains = source.domains(sample_split)
-  n_sample = min(t.sample_size, len(sample_domains.a), len(sample_domains.b))
+  sample_domains = source.task_domains(sample_split, data_mode)
+  n_sample = min(t.sample_size, *(len(d) for d in (sample_domains.a, sample_domains.b)
+                                  if d is not None))
   fixed = data.fixed_batch(sample_domains, n_sample, load_size=config.data.load_size,
-                           image_size=config.data.image_size)
+                           image_size=config.data.image_size,
+                           channels=config.data.channels)
   fixed = jax.device_put(fixed, sharding.replicated(mesh))
   sample_fn = jax.jit(task.sample)
 
@@ -166,8 +169,8 @@ def train_and_evaluate(config, workdir: str):
   if config.eval.every:
     from jaxgan import evaluation  # loads the Inception weights: only when asked for
     try:
-      evaluator = evaluation.TranslationEvaluator(
-          task, source, config, num_images=config.eval.num_images, mesh=mesh)
+      evaluator = evaluation.make_evaluator(task, source, config,
+                                            num_images=config.eval.num_images, mesh=mesh)
     except JaxganError as e:
       raise JaxganError(f'{e}; or train without FID: --config.eval.every=0') from None
     best = evaluation.BestScores(workdir)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from jaxgan import cli, images
 from jaxgan.errors import JaxganError
@@ -53,6 +54,9 @@ def load_generator(workdir: Path, direction: str, step):
   import jax
   from jaxgan import runs
   config, task, state, step = runs.restore(workdir, step)
+  if not task.directions:
+    raise JaxganError(f'task {config.task} does not translate images (it has no '
+                      'image-to-image generator)')
   if direction not in task.directions:
     raise JaxganError(f"direction '{direction}' is not one of "
                       f"{', '.join(task.directions)} for task {config.task}")
@@ -62,9 +66,11 @@ def load_generator(workdir: Path, direction: str, step):
 
   def translate(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
+    if task.channels == 1:  # a grayscale model: ITU-R 601 luma, as PIL's 'L'
+      rgb = np.asarray(Image.fromarray(rgb).convert('L'))[..., None]
     x = pad_to_multiple(rgb.astype(np.float32) / 127.5 - 1.0, multiple)
-    y = np.asarray(apply(state, x[None]))[0, :h, :w]
-    return images.to_uint8(y)
+    y = images.to_uint8(np.asarray(apply(state, x[None]))[0, :h, :w])
+    return np.repeat(y, 3, axis=-1) if y.shape[-1] == 1 else y
 
   return translate, step
 

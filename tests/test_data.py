@@ -365,3 +365,90 @@ def test_tfds_prepared_dataset_is_materialised(tmp_path):
     data.load_source('tfds:no_such_dataset_xyz', seed=0, image_size=8,
                      tfds_data_dir=str(tmp_path))
   assert '\n' not in str(info.value)
+
+
+# --- one-domain sources (unconditional GANs) and grayscale ----------------------
+
+
+def _tiny_gray_tfds_builder():
+  """A one-domain tfds builder like mnist: splits train/test, 1-channel images."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  class JaxganTinyGray(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version('1.0.0')
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(
+          {'image': tfds.features.Image(shape=(6, 6, 1)), 'label': tfds.features.ClassLabel(num_classes=2)}))
+
+    def _split_generators(self, dl_manager):
+      return {'train': self._generate_examples(4), 'test': self._generate_examples(2)}
+
+    def _generate_examples(self, n):
+      for i in range(n):
+        yield i, {'image': np.full((6, 6, 1), 50 * i, np.uint8), 'label': i % 2}
+
+  return JaxganTinyGray
+
+
+def test_tfds_one_domain_dataset(tmp_path):
+  if len(_TINY_TFDS) < 2:
+    if not _TINY_TFDS:
+      _TINY_TFDS.append(_tiny_tfds_builder())
+    _TINY_TFDS.append(_tiny_gray_tfds_builder())
+  _TINY_TFDS[1](data_dir=str(tmp_path)).download_and_prepare()
+  src = data.load_source('tfds:jaxgan_tiny_gray', seed=0, image_size=6,
+                         tfds_data_dir=str(tmp_path))
+  assert src.has_split('train') and src.has_split('test')
+  d = src.domains('train')
+  assert d.b is None and d.a.channels == 1 and d.a.array.shape == (4, 6, 6, 1)
+  assert sorted(d.a.array[:, 0, 0, 0]) == [0, 50, 100, 150]
+  with pytest.raises(JaxganError, match='has one domain of images, but this task'):
+    src.task_domains('train', 'unpaired')
+
+
+def test_single_domain_stream_and_channel_conversion():
+  red = data.ArrayImageSet('red', np.tile(np.array([255, 0, 0], np.uint8), (3, 8, 8, 1)))
+  gray = data.ArrayImageSet('gray', np.full((3, 8, 8, 1), 102, np.uint8))
+  # RGB -> gray with ITU-R 601 luma (0.299 R + 0.587 G + 0.114 B), as PIL's 'L'.
+  (batch,) = _take(_stream(data.Domains(red, None, False), load_size=8, image_size=8,
+                           channels=1), 1)
+  assert set(batch) == {'a'} and batch['a'].shape == (2, 8, 8, 1)
+  np.testing.assert_allclose(batch['a'], 0.2989 * 2 - 1, atol=2e-3)
+  # Gray -> RGB replicates the level.
+  (batch,) = _take(_stream(data.Domains(gray, None, False), load_size=8, image_size=8,
+                           channels=3), 1)
+  assert batch['a'].shape == (2, 8, 8, 3)
+  np.testing.assert_allclose(batch['a'], 102 / 255 * 2 - 1, atol=1e-6)
+  fixed = data.fixed_batch(data.Domains(gray, None, False), 2, load_size=8, image_size=8,
+                           channels=1)
+  assert set(fixed) == {'a'} and fixed['a'].shape == (2, 8, 8, 1)
+  with pytest.raises(JaxganError, match='paired batches need two domains'):
+    _stream(data.Domains(gray, None, False), paired=True)
+
+
+def test_task_domains_checks_what_the_task_needs(folder):
+  src = data.load_source(f'folder:{folder}', seed=0, image_size=16)
+  single = src.task_domains('train', 'single')
+  assert single.b is None and single.a is src.domains('train').a
+  with pytest.raises(JaxganError, match='is unpaired, but this task needs aligned pairs'):
+    src.task_domains('train', 'paired')
+  with pytest.raises(JaxganError, match='data.source is not set'):
+    data.load_source('', seed=0, image_size=16)
+
+
+def test_mnist_source():
+  root = require(REPO.parent / 'shared' / 'datasets' / 'mnist', 'MNIST')
+  src = data.load_source(f'mnist:{root}', seed=0, image_size=32)
+  train, test = src.domains('train'), src.domains('test')
+  assert train.b is None and len(train.a) == 60000 and len(test.a) == 10000
+  assert train.a.channels == 1 and train.a.numpy(0).shape == (28, 28, 1)
+  (batch,) = _take(_stream(train, global_batch=4, load_size=32, image_size=32,
+                           flip=False, channels=1), 1)
+  assert batch['a'].shape == (4, 32, 32, 1)
+  assert batch['a'].min() >= -1 and batch['a'].max() <= 1 and batch['a'].max() > 0.9
+
+
+def test_mnist_missing_folder_is_one_line(tmp_path):
+  with pytest.raises(JaxganError, match='does not exist'):
+    data.load_source(f'mnist:{tmp_path}/nope', seed=0, image_size=32)

@@ -6,7 +6,8 @@ during GAN training: ReLU kinks and near-zero gradients turn them into O(lr) cha
 and Adam's sign-like first updates make any gradient that is pure rounding noise (the
 biases before instance norm have a true gradient of exactly zero) move by +-lr. So the
 test uses SGD (linear in the gradient) with a small learning rate and checks, for
-instance norm and batch norm (whose statistics must span the global batch):
+CycleGAN with instance norm and with batch norm (whose statistics must span the global
+batch), pix2pix (batch norm, dropout) and DCGAN (batch norm, z drawn in the step):
   * every loss of step 1 agrees to 1e-5 relative, of steps 2-3 to 1e-4 (a wrong batch
     slice or per-device batch statistics moves the step-1 losses by far more);
   * all parameters and batch statistics after 3 steps agree to 5e-5.
@@ -24,16 +25,19 @@ import jax, numpy as np
 from jaxgan import config as config_lib, sharding
 from jaxgan.tasks import make_task
 from jaxgan.train import state_layout
-norm = sys.argv[1]
+experiment, norm = sys.argv[1:]
 assert jax.device_count() == 8, jax.devices()
-c = config_lib.get_experiment('cyclegan:smoke')
+c = config_lib.get_experiment(experiment)
 c.data.batch_size = 8
-c.model.norm = norm
+if norm != 'default':
+  c.model.norm = norm
 c.optimizer.name = 'sgd'
 c.optimizer.lr = 1e-4
+size = c.data.image_size
 rng = np.random.default_rng(0)
-batches = [{k: rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32) for k in 'ab'}
-           for _ in range(3)]
+keys = 'a' if c.task == 'dcgan' else 'ab'
+batches = [{k: rng.uniform(-1, 1, (8, size, size, c.data.channels)).astype(np.float32)
+            for k in keys} for _ in range(3)]
 results = {}
 for n in (1, 2, 4, 8):
   mesh = sharding.make_mesh(n)
@@ -66,9 +70,13 @@ print('OK')
 '''
 
 
-@pytest.mark.parametrize('norm', ['instance', 'batch'])
-def test_same_training_on_1_2_4_8_devices(norm):
+@pytest.mark.parametrize('experiment,norm', [
+    ('cyclegan:smoke', 'instance'), ('cyclegan:smoke', 'batch'),
+    ('pix2pix:smoke', 'default'),  # batch norm, dropout, conditional D
+    ('dcgan:smoke', 'default'),  # batch norm, z drawn inside the step
+])
+def test_same_training_on_1_2_4_8_devices(experiment, norm):
   env = subprocess_env(XLA_FLAGS='--xla_force_host_platform_device_count=8')
-  out = subprocess.run([PYTHON, '-c', SCRIPT, norm], cwd=REPO, env=env,
+  out = subprocess.run([PYTHON, '-c', SCRIPT, experiment, norm], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0 and 'OK' in out.stdout, out.stdout + out.stderr[-3000:]

@@ -16,8 +16,8 @@ from jaxgan.tasks import cyclegan
 from conftest import MAPS, PYTHON, REPO, require, subprocess_env
 
 
-def _smoke(**overrides):
-  c = config_lib.get_experiment('cyclegan:smoke')
+def _smoke(experiment='cyclegan:smoke', **overrides):
+  c = config_lib.get_experiment(experiment)
   for key, value in overrides.items():
     config_lib.apply_override(c, key, str(value))
   return c
@@ -29,21 +29,26 @@ def _equal_trees(a, b):
   return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
 
 
-def test_resume_is_bit_exact(tmp_path):
-  # 6 steps over epochs of 4 steps (8 images / batch 2): the restart at step 3 falls
-  # inside the first epoch and the run crosses an epoch boundary after it.
+@pytest.mark.parametrize('experiment', ['cyclegan:smoke', 'pix2pix:smoke',
+                                        'dcgan:smoke'])
+def test_resume_is_bit_exact(tmp_path, experiment):
+  # 6 steps over epochs of 4 steps (8 images / batch 2; DCGAN: 2 steps of batch 4):
+  # the restart at step 3 falls inside an epoch and the run crosses an epoch boundary
+  # after it. Batch norm and dropout (pix2pix), the pools (CycleGAN) and the fixed
+  # sample noise (DCGAN) are all in the state.
   common = {'train.checkpoint_every': 3, 'train.sample_every': 0}
-  straight = train.train_and_evaluate(_smoke(**{'train.num_steps': 6}, **common),
-                                      tmp_path / 'straight')
-  first = train.train_and_evaluate(_smoke(**{'train.num_steps': 3}, **common),
-                                   tmp_path / 'resumed')
+  straight = train.train_and_evaluate(
+      _smoke(experiment, **{'train.num_steps': 6}, **common), tmp_path / 'straight')
+  first = train.train_and_evaluate(
+      _smoke(experiment, **{'train.num_steps': 3}, **common), tmp_path / 'resumed')
   assert int(first.step) == 3
-  resumed = train.train_and_evaluate(_smoke(**{'train.num_steps': 6}, **common),
-                                     tmp_path / 'resumed')
+  resumed = train.train_and_evaluate(
+      _smoke(experiment, **{'train.num_steps': 6}, **common), tmp_path / 'resumed')
   assert int(resumed.step) == int(straight.step) == 6
   assert _equal_trees(straight.params, resumed.params)
   assert _equal_trees(straight.opt_state, resumed.opt_state)
   assert _equal_trees(straight.aux, resumed.aux)
+  assert _equal_trees(straight.batch_stats, resumed.batch_stats)
   ckpt = checkpointing.Checkpoints(tmp_path / 'resumed' / 'checkpoints', read_only=True)
   assert ckpt.all_steps() == [3, 6]
 

@@ -46,8 +46,21 @@ def _check_sizes(load_size: int, image_size: int):
                       f'{load_size}')
 
 
+def _to_channels(img: tf.Tensor, channels: int) -> tf.Tensor:
+  """float [H, W, c] -> [H, W, channels]: gray is replicated to RGB; RGB becomes gray
+  with ITU-R 601 luma weights (what PIL's convert('L') uses)."""
+  have = img.shape[-1]
+  if have == channels:
+    return img
+  if have == 1 and channels == 3:
+    return tf.tile(img, [1, 1, 3])
+  if have == 3 and channels == 1:
+    return tf.image.rgb_to_grayscale(img)
+  raise JaxganError(f'cannot convert {have}-channel images to {channels} channels')
+
+
 def _resize(img: tf.Tensor, size: int) -> tf.Tensor:
-  """float [H, W, 3] in [0, 1] -> [size, size, 3]; bicubic, antialiased like PIL."""
+  """float [H, W, C] in [0, 1] -> [size, size, C]; bicubic, antialiased like PIL."""
   def resize():
     out = tf.image.resize(img, [size, size], method='bicubic', antialias=True)
     return tf.clip_by_value(out, 0.0, 1.0)  # Bicubic overshoots; PIL clips too.
@@ -57,7 +70,7 @@ def _resize(img: tf.Tensor, size: int) -> tf.Tensor:
   shape = tf.shape(img)
   same = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
   out = tf.cond(same, lambda: tf.identity(img), resize)
-  return tf.ensure_shape(out, [size, size, 3])
+  return tf.ensure_shape(out, [size, size, img.shape[-1]])
 
 
 def _center_crop(img: tf.Tensor, size: int) -> tf.Tensor:
@@ -85,7 +98,8 @@ def _process_rows(sharding, global_batch: int) -> tuple[int, int]:
 
 
 class BatchStream:
-  """An endless, resumable stream of {'a': x, 'b': y} training batches.
+  """An endless, resumable stream of {'a': x, 'b': y} training batches ({'a': x}
+  alone when the domains have no B).
 
   Batch k of the stream is the batch of global step start_step + k. Iterating twice
   starts over at start_step.
@@ -93,7 +107,7 @@ class BatchStream:
 
   def __init__(self, domains: Domains, *, global_batch: int, load_size: int,
                image_size: int, flip: bool, paired: bool, seed: int,
-               start_step: int = 0, sharding=None):
+               start_step: int = 0, sharding=None, channels: int = 3):
     _check_sizes(load_size, image_size)
     if global_batch < 1:
       raise JaxganError(f'global batch {global_batch} must be at least 1')
@@ -101,8 +115,14 @@ class BatchStream:
       raise JaxganError(f'seed must be a non-negative integer, got {seed}')
     if start_step < 0:
       raise JaxganError(f'start step must be non-negative, got {start_step}')
-    len_a, len_b = len(domains.a), len(domains.b)
-    if paired:
+    len_a = len(domains.a)
+    len_b = len_a if domains.b is None else len(domains.b)
+    if domains.b is None:
+      if paired:
+        raise JaxganError(f'paired batches need two domains, but {domains.a.name} '
+                          'is the only one')
+      self.epoch_len = len_a
+    elif paired:
       if not domains.paired:
         raise JaxganError(f'paired batches need paired domains, but {domains.a.name} '
                           f'and {domains.b.name} are unpaired')
@@ -116,13 +136,15 @@ class BatchStream:
       self.epoch_len = max(len_a, len_b)
     self.steps_per_epoch = self.epoch_len // global_batch
     if self.steps_per_epoch < 1:
+      names = domains.a.name + ('' if domains.b is None else f', {domains.b.name}')
       raise JaxganError(f'global batch {global_batch} is larger than an epoch of '
-                        f'{self.epoch_len} images ({domains.a.name}, {domains.b.name})')
+                        f'{self.epoch_len} images ({names})')
 
     self.domains = domains
     self.global_batch = global_batch
     self.load_size, self.image_size = load_size, image_size
     self.flip, self.paired, self.seed = flip, paired, seed
+    self.channels = channels
     self.start_step = start_step
     self.sharding = sharding
     if sharding is None:
@@ -143,7 +165,10 @@ class BatchStream:
     """(A order, B order) of an epoch: the image index at each position."""
     if epoch not in self._orders:
       order_a = self._order(epoch, 0, len(self.domains.a))
-      order_b = order_a if self.paired else self._order(epoch, 1, len(self.domains.b))
+      if self.paired or self.domains.b is None:
+        order_b = order_a  # unused without B
+      else:
+        order_b = self._order(epoch, 1, len(self.domains.b))
       self._orders = {epoch: (order_a, order_b)}  # Only the current epoch is needed.
     return self._orders[epoch]
 
@@ -164,9 +189,9 @@ class BatchStream:
   # -- per element (TF graph) --------------------------------------------------------
 
   def _augment(self, img, crop_seed, flip_seed):
-    img = _resize(img, self.load_size)
+    img = _resize(_to_channels(img, self.channels), self.load_size)
     img = tf.image.stateless_random_crop(
-        img, [self.image_size, self.image_size, 3], seed=crop_seed)
+        img, [self.image_size, self.image_size, self.channels], seed=crop_seed)
     if self.flip:
       img = tf.image.stateless_random_flip_left_right(img, seed=flip_seed)
     return img * 2.0 - 1.0
@@ -176,15 +201,16 @@ class BatchStream:
     key = tf.random.experimental.stateless_fold_in(key, row[2])  # epoch
     key = tf.random.experimental.stateless_fold_in(key, row[3])  # position
     draw = lambda k: tf.random.experimental.stateless_fold_in(key, k)
-    a = self.domains.a.tf_load(row[0])
+    a = self._augment(self.domains.a.tf_load(row[0]), draw(_CROP_A), draw(_FLIP_A))
+    if self.domains.b is None:
+      return {'a': a}
     b = self.domains.b.tf_load(row[1])
     if self.paired:
       # pix2pix: the pair must stay aligned, so both get the same crop and flip.
       crop_b, flip_b = draw(_CROP_A), draw(_FLIP_A)
     else:
       crop_b, flip_b = draw(_CROP_B), draw(_FLIP_B)
-    return {'a': self._augment(a, draw(_CROP_A), draw(_FLIP_A)),
-            'b': self._augment(b, crop_b, flip_b)}
+    return {'a': a, 'b': self._augment(b, crop_b, flip_b)}
 
   def dataset(self) -> tf.data.Dataset:
     """This process's rows of each batch, from start_step on, as a tf.data.Dataset."""
@@ -198,7 +224,8 @@ class BatchStream:
     return ds.prefetch(tf.data.AUTOTUNE)
 
   def __iter__(self):
-    global_shape = (self.global_batch, self.image_size, self.image_size, 3)
+    global_shape = (self.global_batch, self.image_size, self.image_size,
+                    self.channels)
     for batch in self.dataset().as_numpy_iterator():
       if self.sharding is None:
         yield batch
@@ -209,8 +236,10 @@ class BatchStream:
 
 def train_batches(domains: Domains, *, global_batch: int, load_size: int,
                   image_size: int, flip: bool, paired: bool, seed: int,
-                  start_step: int = 0, sharding=None) -> BatchStream:
-  """Endless training batches {'a', 'b'}: float32 [global_batch, S, S, 3] in [-1, 1].
+                  start_step: int = 0, sharding=None,
+                  channels: int = 3) -> BatchStream:
+  """Endless training batches {'a', 'b'}: float32 [global_batch, S, S, channels] in
+  [-1, 1]; only {'a'} when `domains.b` is None.
 
   Args:
     domains: the split to draw from.
@@ -225,16 +254,20 @@ def train_batches(domains: Domains, *, global_batch: int, load_size: int,
     sharding: None to yield numpy arrays; else a NamedSharding whose mesh has a
       'data' axis splitting the batch: each process then loads only its own rows and
       the stream yields global jax.Arrays.
+    channels: 3 (RGB) or 1 (gray): images of the other kind are converted.
   """
   return BatchStream(domains, global_batch=global_batch, load_size=load_size,
                      image_size=image_size, flip=flip, paired=paired, seed=seed,
-                     start_step=start_step, sharding=sharding)
+                     start_step=start_step, sharding=sharding, channels=channels)
 
 
-def _load_resized(image_set: ImageSet, n: int, load_size: int, image_size: int):
-  """float32 [n, image_size, image_size, 3] in [-1, 1]: images i % len, centre-cropped."""
+def _load_resized(image_set: ImageSet, n: int, load_size: int, image_size: int,
+                  channels: int):
+  """float32 [n, image_size, image_size, channels] in [-1, 1]: images i % len,
+  centre-cropped."""
   def load(i):
-    img = _resize(image_set.tf_load(i % len(image_set)), load_size)
+    img = _to_channels(image_set.tf_load(i % len(image_set)), channels)
+    img = _resize(img, load_size)
     return _center_crop(img, image_size) * 2.0 - 1.0
 
   ds = tf.data.Dataset.range(n).map(load, num_parallel_calls=tf.data.AUTOTUNE,
@@ -242,34 +275,35 @@ def _load_resized(image_set: ImageSet, n: int, load_size: int, image_size: int):
   return next(ds.batch(n).as_numpy_iterator())
 
 
-def fixed_batch(domains: Domains, n: int, *, load_size: int,
-                image_size: int) -> dict[str, np.ndarray]:
+def fixed_batch(domains: Domains, n: int, *, load_size: int, image_size: int,
+                channels: int = 3) -> dict[str, np.ndarray]:
   """The first n images of each domain, resized and centre-cropped (no randomness).
 
-  For sample grids and evaluation: {'a', 'b'} float32 [n, image_size, image_size, 3]
-  in [-1, 1]. A domain with fewer than n images is cycled through, so the shapes are
-  always n.
+  For sample grids and evaluation: {'a', 'b'} ({'a'} without B) float32
+  [n, image_size, image_size, channels] in [-1, 1]. A domain with fewer than n images
+  is cycled through, so the shapes are always n.
   """
   _check_sizes(load_size, image_size)
   if n < 1:
     raise JaxganError(f'fixed batch size must be at least 1, got {n}')
-  return {'a': _load_resized(domains.a, n, load_size, image_size),
-          'b': _load_resized(domains.b, n, load_size, image_size)}
+  sets = {'a': domains.a, 'b': domains.b}
+  return {k: _load_resized(v, n, load_size, image_size, channels)
+          for k, v in sets.items() if v is not None}
 
 
-def eval_batches(image_set: ImageSet, batch_size: int, *,
-                 size: int) -> Iterator[np.ndarray]:
+def eval_batches(image_set: ImageSet, batch_size: int, *, size: int,
+                 channels: int = 3) -> Iterator[np.ndarray]:
   """Every image of one domain, in order, resized to size x size (no crop).
 
-  Yields float32 [<= batch_size, size, size, 3] in [-1, 1]; the last batch may be
-  partial.
+  Yields float32 [<= batch_size, size, size, channels] in [-1, 1]; the last batch may
+  be partial.
   """
   if batch_size < 1 or size < 1:
     raise JaxganError(f'eval batch size and image size must be at least 1, got '
                       f'{batch_size} and {size}')
 
   def load(i):
-    return _resize(image_set.tf_load(i), size) * 2.0 - 1.0
+    return _resize(_to_channels(image_set.tf_load(i), channels), size) * 2.0 - 1.0
 
   ds = tf.data.Dataset.range(len(image_set))
   ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

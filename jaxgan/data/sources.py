@@ -5,8 +5,13 @@ each give two `ImageSet`s (domain A and domain B):
 
   folder:PATH   the unaligned CycleGAN layout: PATH/trainA, trainB, testA, testB
   aligned:PATH  the pix2pix layout: PATH/train, val, test; each file is A|B side by side
-  tfds:NAME     a prepared tensorflow-datasets builder with trainA/trainB/testA/testB
+  tfds:NAME     a prepared tensorflow-datasets builder: with trainA/trainB/testA/testB
+                splits (two domains), or train/test (one domain, e.g. tfds:mnist)
+  mnist:PATH    MNIST's four IDX files (optionally .gz) in PATH: one domain, grayscale
   synthetic     procedurally generated pairs (`jaxgan.data.synthetic`)
+
+Unconditional GANs use one domain: a one-domain source's splits have no B (`Domains.b`
+is None), and `Source.task_domains` gives a task the domains its `data_mode` needs.
 
 Image files are checked once, when the source is built: each is fully decoded with PIL
 (in a thread pool), and unreadable ones are skipped with one warning. The same check
@@ -40,7 +45,8 @@ log = logging.getLogger(__name__)
 DECODE_PIL, DECODE_TF_JPEG, DECODE_TF_IMAGE = 0, 1, 2
 
 SPLITS = ('train', 'test')
-SPEC_FORMS = 'folder:PATH, aligned:PATH, tfds:NAME or synthetic'
+SPEC_FORMS = 'folder:PATH, aligned:PATH, tfds:NAME, mnist:PATH or synthetic'
+DATA_MODES = ('unpaired', 'paired', 'single')
 _MAX_NAMES_IN_WARNING = 5
 
 
@@ -48,9 +54,10 @@ _MAX_NAMES_IN_WARNING = 5
 
 
 class ImageSet(abc.ABC):
-  """An indexable set of RGB images of one domain."""
+  """An indexable set of same-mode images (RGB or grayscale) of one domain."""
 
   name: str
+  channels: int = 3
 
   @abc.abstractmethod
   def __len__(self) -> int:
@@ -58,11 +65,12 @@ class ImageSet(abc.ABC):
 
   @abc.abstractmethod
   def numpy(self, i: int) -> np.ndarray:
-    """Image i as uint8 [H, W, 3] (for sample grids and evaluation)."""
+    """Image i as uint8 [H, W, channels] (for sample grids and evaluation)."""
 
   @abc.abstractmethod
   def tf_load(self, index: tf.Tensor) -> tf.Tensor:
-    """Image `index` (a scalar int tensor) as float32 [H, W, 3] in [0, 1], in-graph."""
+    """Image `index` (a scalar int tensor) as float32 [H, W, channels] in [0, 1],
+    in-graph."""
 
   def __repr__(self):
     return f'{type(self).__name__}({self.name!r}, {len(self)} images)'
@@ -134,15 +142,17 @@ class FileImageSet(ImageSet):
 
 
 class ArrayImageSet(ImageSet):
-  """Images held in memory as one uint8 [N, H, W, 3] array (tfds, synthetic)."""
+  """Images held in memory as one uint8 [N, H, W, 3 or 1] array (tfds, MNIST,
+  synthetic)."""
 
   def __init__(self, name: str, array: np.ndarray):
     array = np.asarray(array)
-    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3:
-      raise ValueError(f'{name}: want uint8 [N, H, W, 3], got {array.dtype} '
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] not in (1, 3):
+      raise ValueError(f'{name}: want uint8 [N, H, W, 3 or 1], got {array.dtype} '
                        f'{array.shape}')
     self.name = name
     self.array = array
+    self.channels = array.shape[-1]
 
   def __len__(self):
     return self.array.shape[0]
@@ -161,9 +171,10 @@ class ArrayImageSet(ImageSet):
 
 @dataclasses.dataclass(frozen=True)
 class Domains:
-  """The two domains of one split. paired: a[i] and b[i] show the same scene."""
+  """The domains of one split. paired: a[i] and b[i] show the same scene. b is None
+  for a one-domain source (or view, see `Source.task_domains`)."""
   a: ImageSet
-  b: ImageSet
+  b: ImageSet | None
   paired: bool
 
 
@@ -266,6 +277,23 @@ class Source(abc.ABC):
   def domains(self, split: str) -> Domains:
     ...
 
+  def task_domains(self, split: str, mode: str) -> Domains:
+    """The split as a task with `data_mode` `mode` uses it: 'single' takes domain A
+    of any source; 'unpaired' and 'paired' need two domains, 'paired' true pairs."""
+    if mode not in DATA_MODES:
+      raise JaxganError(f'unknown data mode {mode!r}; valid: {", ".join(DATA_MODES)}')
+    domains = self.domains(split)
+    if mode == 'single':
+      return Domains(domains.a, None, paired=False)
+    if domains.b is None:
+      raise JaxganError(f'{self.name} has one domain of images, but this task '
+                        'translates between two: use folder:PATH, aligned:PATH, a '
+                        'tfds dataset with trainA/trainB, or synthetic')
+    if mode == 'paired' and not domains.paired:
+      raise JaxganError(f'{self.name} is unpaired, but this task needs aligned pairs: '
+                        'use aligned:PATH (A|B side by side) or synthetic')
+    return domains
+
   def __repr__(self):
     return f'{type(self).__name__}({self.name!r})'
 
@@ -335,10 +363,12 @@ class AlignedSource(Source):
 
 
 class TfdsSource(Source):
-  """A prepared tensorflow-datasets builder with splits trainA/trainB/testA/testB.
+  """A prepared tensorflow-datasets builder: two domains when it has the splits
+  trainA/trainB/testA/testB (the cycle_gan sets), else one domain from its train/test
+  splits (mnist, ...).
 
   Each split is materialised (on first use) into uint8 arrays resized to `size` x
-  `size` (bicubic, antialiased): the cycle_gan sets are a few thousand images.
+  `size` (bicubic, antialiased): these sets are at most tens of thousands of images.
   """
 
   paired = False
@@ -361,7 +391,8 @@ class TfdsSource(Source):
           f'{name}: dataset is not available offline (not prepared under '
           f'{builder.data_dir}); put its images in folders and use folder:PATH '
           '(PATH/trainA trainB testA testB) or aligned:PATH (PATH/train val, A|B side '
-          'by side) instead, or pass the tfds data dir that holds it')
+          'by side) or, for MNIST, mnist:PATH (its four IDX files) instead, or pass '
+          'the tfds data dir that holds it')
     self._builder = builder
     features = builder.info.features
     keys = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
@@ -369,9 +400,15 @@ class TfdsSource(Source):
       raise JaxganError(f'{name}: dataset has no image feature')
     self._key = 'image' if 'image' in keys else keys[0]
     self._splits = set(builder.info.splits.keys())
+    self._two_domains = {'trainA', 'trainB'} <= self._splits
+    if not self._two_domains and 'train' not in self._splits:
+      raise JaxganError(f'{name}: needs splits trainA/trainB (two domains) or train '
+                        f'(one domain); it has {", ".join(sorted(self._splits))}')
     self._cache: dict[str, ArrayImageSet] = {}
 
   def has_split(self, split):
+    if not self._two_domains:
+      return split in self._splits
     return f'{split}A' in self._splits and f'{split}B' in self._splits
 
   def _materialise(self, tfds_split: str) -> ArrayImageSet:
@@ -379,7 +416,7 @@ class TfdsSource(Source):
       size, key = self._size, self._key
 
       def resize(example):
-        img = tf.cast(example[key][..., :3], tf.float32)
+        img = tf.cast(example[key][..., :3], tf.float32)  # drops alpha; keeps gray
         img = tf.image.resize(img, [size, size], method='bicubic', antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(img), 0.0, 255.0), tf.uint8)
 
@@ -394,12 +431,38 @@ class TfdsSource(Source):
 
   def domains(self, split):
     _check_split(split)
+    if not self._two_domains:
+      if split not in self._splits:
+        raise JaxganError(f'{self.name}: missing split {split} (has '
+                          f'{", ".join(sorted(self._splits))})')
+      return Domains(self._materialise(split), None, paired=False)
     for d in 'AB':
       if f'{split}{d}' not in self._splits:
         raise JaxganError(f'{self.name}: missing split {split}{d} (has '
                           f'{", ".join(sorted(self._splits))})')
     return Domains(self._materialise(f'{split}A'), self._materialise(f'{split}B'),
                    paired=False)
+
+
+class MnistSource(Source):
+  """MNIST from its four standard IDX files in PATH: one domain, 28x28 grayscale."""
+
+  paired = False
+
+  def __init__(self, name: str, root: str):
+    from jaxgan.data import idx  # pylint: disable=g-import-not-at-top
+    self.name = name
+    self._sets = {}
+    for split in SPLITS:
+      pixels, _ = idx.load_mnist(root, split)
+      self._sets[split] = ArrayImageSet(f'{name}/{split}', pixels[..., None])
+
+  def has_split(self, split):
+    return split in self._sets
+
+  def domains(self, split):
+    _check_split(split)
+    return Domains(self._sets[split], None, paired=False)
 
 
 class SyntheticSource(Source):
@@ -437,18 +500,21 @@ def load_source(spec: str, *, seed: int, image_size: int, synthetic_size: int = 
     tfds_data_dir: where tensorflow-datasets looks for prepared data (None: its
       default, $TFDS_DATA_DIR or ~/tensorflow_datasets).
   """
+  if not spec:
+    raise JaxganError(f'data.source is not set: pass --config.data.source=SOURCE, one of '
+                      f'{SPEC_FORMS}')
   kind, sep, arg = spec.partition(':')
   if spec == 'synthetic':
     if synthetic_size < 1 or image_size < 1:
       raise JaxganError(f'synthetic: need synthetic_size >= 1 and image_size >= 1, got '
                         f'{synthetic_size} and {image_size}')
     return SyntheticSource(spec, seed=seed, size=image_size, n_train=synthetic_size)
-  if sep and arg and kind in ('folder', 'aligned'):
+  if sep and arg and kind in ('folder', 'aligned', 'mnist'):
     root = os.path.expanduser(arg)
     if not os.path.isdir(root):
       what = 'is not a folder' if os.path.exists(root) else 'does not exist'
       raise JaxganError(f'{spec}: data folder {root} {what}')
-    cls = FolderSource if kind == 'folder' else AlignedSource
+    cls = {'folder': FolderSource, 'aligned': AlignedSource, 'mnist': MnistSource}[kind]
     return cls(spec, root)
   if sep and arg and kind == 'tfds':
     return TfdsSource(spec, arg, size=image_size, data_dir=tfds_data_dir)

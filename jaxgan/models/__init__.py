@@ -28,6 +28,9 @@ NORMS = layers.NORMS
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     'resnet_6blocks': functools.partial(ResnetGenerator, n_blocks=6),
     'resnet_9blocks': functools.partial(ResnetGenerator, n_blocks=9),
+    # unet_32/64: the same U-Net with 5/6 levels, for small images (demos, tests).
+    'unet_32': functools.partial(UnetGenerator, num_downs=5),
+    'unet_64': functools.partial(UnetGenerator, num_downs=6),
     'unet_128': functools.partial(UnetGenerator, num_downs=7),
     'unet_256': functools.partial(UnetGenerator, num_downs=8),
 }
@@ -37,6 +40,8 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
 _SIZE_MULTIPLES = {
     'resnet_6blocks': 2 ** N_DOWNSAMPLING,
     'resnet_9blocks': 2 ** N_DOWNSAMPLING,
+    'unet_32': 2 ** 5,
+    'unet_64': 2 ** 6,
     'unet_128': 2 ** 7,
     'unet_256': 2 ** 8,
 }
@@ -100,3 +105,19 @@ def size_multiple(generator_name: str) -> int:
 def count_params(params) -> int:
   """Number of scalars in a pytree of arrays (or `jax.ShapeDtypeStruct`s)."""
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
+
+
+def make_dcgan_generator(*, image_size: int, channels: int, ngf: int = 64,
+                         dtype: Any = jnp.float32) -> nn.Module:
+  """DCGAN G; `apply(variables, z [N, latent_dim], train=...)` -> [N, S, S, C]."""
+  # Imported here so the additions stay at the end of this module.
+  from jaxgan.models import dcgan  # pylint: disable=g-import-not-at-top
+  return dcgan.DCGANGenerator(image_size=image_size, channels=channels, ngf=ngf,
+                              dtype=dtype)
+
+
+def make_dcgan_discriminator(*, image_size: int, ndf: int = 64,
+                             dtype: Any = jnp.float32) -> nn.Module:
+  """DCGAN D; `apply(variables, x [N, S, S, C], train=...)` -> logits [N, 1, 1, 1]."""
+  from jaxgan.models import dcgan  # pylint: disable=g-import-not-at-top
+  return dcgan.DCGANDiscriminator(image_size=image_size, ndf=ndf, dtype=dtype)

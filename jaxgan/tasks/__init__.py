@@ -1,15 +1,25 @@
 """Task registry. A task owns a GAN's state, its `train_step` and its `sample`.
 
-Interface every task class implements (the loop relies on nothing else):
+Interface every task class implements (the loop relies on nothing else; most of it
+comes from `jaxgan.tasks.base.GANTask`):
   Task(config, steps_per_epoch)         validates the config (JaxganError on bad values)
-  .paired_data: bool                    the data layer must keep A[i] and B[i] paired
+  .data_mode: str                       (class attribute) what the data layer must give:
+                                        'unpaired' A and B, 'paired' A[i] with B[i]
+                                        (same crop and flip), or 'single' (A only)
+  .evaluator: str                       (class attribute) `jaxgan.evaluation` kind:
+                                        'translation' or 'samples'
   .init_state(rng) -> GANState
   .train_step(state, batch) -> (state, metrics)      pure; jitted once by the loop
   .sample(state, batch) -> tuple of [N,H,W,C] arrays  the sample grid's columns
   .sample_columns: tuple[str, ...]      names of those columns
   .directions: dict[str, str]           'AtoB'/'BtoA' -> generator name, for translate
-  .generate(state, net_name, x) -> y    one generator in inference mode
+                                        and translation evaluation ({} if none)
+  .generate(state, net_name, x) -> y    one generator in inference mode (if directions)
   .size_multiple: int                   input sides must be multiples of this
+  .generate_samples(state, rng, n)      n unconditional samples ('samples' evaluator)
+
+A new GAN adds its module here, its config in `jaxgan.configs` and its networks in
+`jaxgan.models`.
 """
 
 import importlib
@@ -18,6 +28,8 @@ from jaxgan.errors import JaxganError
 
 TASKS = {
     'cyclegan': ('jaxgan.tasks.cyclegan', 'CycleGAN'),
+    'pix2pix': ('jaxgan.tasks.pix2pix', 'Pix2Pix'),
+    'dcgan': ('jaxgan.tasks.dcgan', 'DCGAN'),
 }
 
 

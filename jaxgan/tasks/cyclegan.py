@@ -18,86 +18,51 @@ stop_gradient).
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from jaxgan import losses, models, optim
+from jaxgan import losses, models
 from jaxgan import pool as image_pool
 from jaxgan.errors import JaxganError
 from jaxgan.state import GANState
-from jaxgan.tasks.nets import Nets, compute_dtype, init_variables
-
-GENERATORS = ('G', 'F')
-DISCRIMINATORS = ('D_A', 'D_B')
+from jaxgan.tasks.base import GANTask
+from jaxgan.tasks.nets import Nets
 
 
-class CycleGAN:
-  paired_data = False
+class CycleGAN(GANTask):
+  GENERATORS = ('G', 'F')
+  DISCRIMINATORS = ('D_A', 'D_B')
+  data_mode = 'unpaired'
+  evaluator = 'translation'
   sample_columns = ('real A', 'G(A)', 'F(G(A))', 'real B', 'F(B)', 'G(F(B))')
   directions = {'AtoB': 'G', 'BtoA': 'F'}
 
   def __init__(self, config, steps_per_epoch: int):
-    self.config = config
+    super().__init__(config, steps_per_epoch)
     m, loss_cfg = config.model, config.loss
-    losses.check_mode(loss_cfg.gan_mode)
-    self.dtype = compute_dtype(config.dtype)
     generator = models.make_generator(
-        m.generator, ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout, dtype=self.dtype)
+        m.generator, ngf=m.ngf, norm=m.norm, in_channels=self.channels,
+        out_channels=self.channels, use_dropout=m.use_dropout, dtype=self.dtype)
     discriminator = models.make_discriminator(
         m.discriminator, ndf=m.ndf, norm=m.norm, n_layers=m.n_layers, dtype=self.dtype)
     self.modules = {'G': generator, 'F': generator,
                     'D_A': discriminator, 'D_B': discriminator}
     self.size_multiple = models.size_multiple(m.generator)
-    size = config.data.image_size
-    if size % self.size_multiple:
-      raise JaxganError(
-          f'data.image_size={size} must be a multiple of {self.size_multiple} '
-          f'for generator {m.generator}')
-    if config.data.load_size < size:
-      raise JaxganError(f'data.load_size={config.data.load_size} is smaller than '
-                        f'data.image_size={size}')
-    for key in ('lambda_cycle', 'lambda_identity', 'lambda_gp'):
+    self.check_size_multiple(self.size_multiple, f'generator {m.generator}')
+    for key in ('lambda_cycle', 'lambda_identity'):
       if loss_cfg[key] < 0:
         raise JaxganError(f'loss.{key}={loss_cfg[key]} must be >= 0')
-    if config.optimizer.lr <= 0:
-      raise JaxganError(f'optimizer.lr={config.optimizer.lr} must be > 0')
     if config.train.pool_size < 0:
       raise JaxganError(f'train.pool_size={config.train.pool_size} must be >= 0')
-    o, t = config.optimizer, config.train
-    if o.lr_d < 0 or t.instance_noise < 0 or t.instance_noise_steps < 0:
-      raise JaxganError('optimizer.lr_d, train.instance_noise and '
-                        'train.instance_noise_steps must be >= 0')
-    if not 0 < loss_cfg.real_label <= 1:
-      raise JaxganError(f'loss.real_label={loss_cfg.real_label} must be in (0, 1]')
-    self.schedule = optim.lr_schedule(o.lr, t.epochs, t.epochs_decay, steps_per_epoch)
-    self.schedule_d = optim.lr_schedule(o.lr_d or o.lr, t.epochs, t.epochs_decay,
-                                        steps_per_epoch)
-    self.optimizers = {
-        'gen': optim.make_optimizer(o, self.schedule),
-        'disc': optim.make_optimizer(o, self.schedule_d),
-    }
 
   # -- state -----------------------------------------------------------------------
 
   def init_state(self, rng: jax.Array) -> GANState:
     size = self.config.data.image_size
-    shape = (1, size, size, 3)
-    init_rng, state_rng = jax.random.split(rng)
-    params, stats = {}, {}
-    for name, key in zip(GENERATORS + DISCRIMINATORS, jax.random.split(init_rng, 4)):
-      params[name], stats[name] = init_variables(self.modules[name], key, shape)
-    gen = {k: params[k] for k in GENERATORS}
-    disc = {k: params[k] for k in DISCRIMINATORS}
+    shape = (1, size, size, self.channels)
     pool_size = self.config.train.pool_size
-    return GANState(
-        step=jnp.zeros((), jnp.int32),
-        rng=state_rng,
-        params=params,
-        batch_stats=stats,
-        opt_state={'gen': self.optimizers['gen'].init(gen),
-                   'disc': self.optimizers['disc'].init(disc)},
+    return self.new_state(
+        rng, {name: shape for name in self.GENERATORS + self.DISCRIMINATORS},
         aux={'pool_A': image_pool.init_pool(pool_size, shape[1:]),
-             'pool_B': image_pool.init_pool(pool_size, shape[1:])},
-    )
+             'pool_B': image_pool.init_pool(pool_size, shape[1:])})
 
   # -- the step --------------------------------------------------------------------
 
@@ -107,20 +72,9 @@ class CycleGAN:
     real_a, real_b = batch['a'], batch['b']
     key = jax.random.fold_in(state.rng, state.step)
     k_gen, k_disc, k_pool_a, k_pool_b, k_gp_a, k_gp_b, k_noise = jax.random.split(key, 7)
-    t = self.config.train
-    noise_std = optim.instance_noise_std(state.step, t.instance_noise,
-                                         t.instance_noise_steps)
-
-    def noisy(x, draw: int):
-      """Instance noise on a D input (a no-op when train.instance_noise is 0); each
-      of the step's D inputs has its own `draw` number."""
-      if not t.instance_noise:
-        return x
-      noise = jax.random.normal(jax.random.fold_in(k_noise, draw), x.shape, x.dtype)
-      return x + noise_std * noise
-
-    gen_params = {k: state.params[k] for k in GENERATORS}
-    disc_params = {k: state.params[k] for k in DISCRIMINATORS}
+    noisy, noise_std = self.instance_noise(state, k_noise)
+    gen_params = self.group(state.params, 'gen')
+    disc_params = self.group(state.params, 'disc')
 
     def generator_objective(gen_params):
       nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
@@ -146,9 +100,7 @@ class CycleGAN:
 
     (loss_g, (metrics, fake_a, fake_b, stats)), grads_g = jax.value_and_grad(
         generator_objective, has_aux=True)(gen_params)
-    updates, opt_gen = self.optimizers['gen'].update(
-        grads_g, state.opt_state['gen'], gen_params)
-    gen_params = optax.apply_updates(gen_params, updates)
+    gen_params, opt_gen = self.update('gen', grads_g, state, gen_params)
 
     pool_a, shown_a = image_pool.query(state.aux['pool_A'],
                                        jax.lax.stop_gradient(fake_a), k_pool_a)
@@ -161,31 +113,21 @@ class CycleGAN:
       terms = {}
       for i, (name, real, fake, k_gp) in enumerate((('D_A', real_a, shown_a, k_gp_a),
                                                     ('D_B', real_b, shown_b, k_gp_b))):
-        real, fake = noisy(real, 2 + 2 * i), noisy(fake, 3 + 2 * i)
-        loss = losses.discriminator_loss(mode, nets(name, real), nets(name, fake),
-                                         real_label=c.real_label)
-        if mode == 'wgangp':
-          gp = losses.gradient_penalty(lambda x, n=name: nets.frozen(n, x), real, fake,
-                                       k_gp)
+        loss, gp = self.discriminator_loss(nets, name, noisy(real, 2 + 2 * i),
+                                           noisy(fake, 3 + 2 * i), k_gp)
+        if gp is not None:
           terms['gp_' + name[-1]] = gp
-          loss = loss + c.lambda_gp * gp
         terms[name] = 0.5 * loss
       total = terms['D_A'] + terms['D_B']
       return total, (terms, nets.stats)
 
     (_, (d_metrics, stats)), grads_d = jax.value_and_grad(
         discriminator_objective, has_aux=True)(disc_params)
-    updates, opt_disc = self.optimizers['disc'].update(
-        grads_d, state.opt_state['disc'], disc_params)
-    disc_params = optax.apply_updates(disc_params, updates)
+    disc_params, opt_disc = self.update('disc', grads_d, state, disc_params)
 
     metrics = {**{'loss_' + k: v for k, v in {**metrics, **d_metrics}.items()},
                'loss_G': loss_g,
-               'grad_norm_G': optax.global_norm(grads_g),
-               'grad_norm_D': optax.global_norm(grads_d),
-               'lr': self.schedule(state.step),
-               'lr_D': self.schedule_d(state.step),
-               'instance_noise': noise_std}
+               **self.step_metrics(state, grads_g, grads_d, noise_std)}
     new_state = state.replace(
         step=state.step + 1,
         params={**gen_params, **disc_params},

@@ -1,0 +1,118 @@
+"""DCGAN (Radford et al. 2016): unconditional images from z ~ N(0, I).
+
+Networks: G maps z in R^latent_dim to an image (transposed convolutions, batch norm,
+ReLU, tanh); D maps an image to one logit (strided convolutions, batch norm after the
+first layer, LeakyReLU 0.2).
+
+One step, in the order of the PyTorch examples' dcgan: G runs once on a fresh batch of
+z (train mode); D is updated on real images against G(z) (loss on real plus loss on
+fake, not halved); then G is updated on the non-saturating loss -log D(G(z)) as judged
+by the updated D, through the same forward pass (`jax.vjp`).
+
+The sample grid shows G (inference mode: running batch-norm statistics) on a fixed
+set of sample_size^2 latent vectors drawn once at initialisation and kept in the
+state, so every grid of a run, resumed or not, shows the same z.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from jaxgan import losses, models
+from jaxgan.errors import JaxganError
+from jaxgan.state import GANState
+from jaxgan.tasks.base import GANTask
+from jaxgan.tasks.nets import Nets
+
+
+class DCGAN(GANTask):
+  GENERATORS = ('G',)
+  DISCRIMINATORS = ('D',)
+  data_mode = 'single'
+  evaluator = 'samples'
+  directions = {}
+  size_multiple = 1
+
+  def __init__(self, config, steps_per_epoch: int):
+    super().__init__(config, steps_per_epoch)
+    m = config.model
+    if m.latent_dim < 1:
+      raise JaxganError(f'model.latent_dim={m.latent_dim} must be >= 1')
+    self.latent_dim = m.latent_dim
+    size = config.data.image_size
+    self.modules = {
+        'G': models.make_dcgan_generator(image_size=size, channels=self.channels,
+                                         ngf=m.ngf, dtype=self.dtype),
+        'D': models.make_dcgan_discriminator(image_size=size, ndf=m.ndf,
+                                             dtype=self.dtype),
+    }
+    self.grid = config.train.sample_size
+    self.sample_columns = tuple(f'samples {j}' for j in range(self.grid))
+
+  def init_state(self, rng: jax.Array) -> GANState:
+    size = self.config.data.image_size
+    z_key, rng = jax.random.split(rng)
+    sample_z = jax.random.normal(z_key, (self.grid * self.grid, self.latent_dim))
+    return self.new_state(rng, {'G': (1, self.latent_dim),
+                                'D': (1, size, size, self.channels)},
+                          aux={'sample_z': sample_z})
+
+  def train_step(self, state: GANState, batch):
+    c = self.config.loss
+    real = batch['a']
+    key = jax.random.fold_in(state.rng, state.step)
+    k_z, k_gp, k_noise = jax.random.split(key, 3)
+    noisy, noise_std = self.instance_noise(state, k_noise)
+    z = jax.random.normal(k_z, (real.shape[0], self.latent_dim))
+    gen_params = self.group(state.params, 'gen')
+    disc_params = self.group(state.params, 'disc')
+
+    def forward(gen_params):
+      nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
+                  train=True)
+      return nets('G', z), nets.stats
+
+    fake, pull_back, stats = jax.vjp(forward, gen_params, has_aux=True)
+
+    def discriminator_objective(disc_params):
+      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True)
+      loss, gp = self.discriminator_loss(nets, 'D', noisy(real, 0),
+                                         noisy(jax.lax.stop_gradient(fake), 1), k_gp)
+      return loss, ({} if gp is None else {'gp': gp}, nets.stats)
+
+    (loss_d, (d_terms, stats)), grads_d = jax.value_and_grad(
+        discriminator_objective, has_aux=True)(disc_params)
+    disc_params, opt_disc = self.update('disc', grads_d, state, disc_params)
+
+    def generator_objective(fake):
+      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True)
+      return losses.generator_loss(c.gan_mode, nets('D', noisy(fake, 2))), nets.stats
+
+    (loss_g, stats), grad_fake = jax.value_and_grad(
+        generator_objective, has_aux=True)(fake)
+    (grads_g,) = pull_back(grad_fake)
+    gen_params, opt_gen = self.update('gen', grads_g, state, gen_params)
+
+    metrics = {'loss_G': loss_g, 'loss_D': loss_d,
+               **{'loss_' + k: v for k, v in d_terms.items()},
+               **self.step_metrics(state, grads_g, grads_d, noise_std)}
+    new_state = state.replace(step=state.step + 1,
+                              params={**gen_params, **disc_params},
+                              batch_stats=stats,
+                              opt_state={'gen': opt_gen, 'disc': opt_disc})
+    return new_state, metrics
+
+  # -- inference -------------------------------------------------------------------
+
+  def _generator(self, state: GANState, z: jax.Array) -> jax.Array:
+    return Nets(self.modules, state.params, state.batch_stats, train=False)('G', z)
+
+  def generate_samples(self, state: GANState, rng: jax.Array, n: int) -> jax.Array:
+    """n images [n, S, S, channels] in [-1, 1] from z ~ N(0, I) drawn with `rng`."""
+    return self._generator(state, jax.random.normal(rng, (n, self.latent_dim)))
+
+  def sample(self, state: GANState, batch):
+    """The fixed-noise grid: sample_size columns of sample_size images each."""
+    del batch  # unconditional: the grid comes from the fixed z in the state
+    images = self._generator(state, state.aux['sample_z'])
+    rows = images.reshape((self.grid, self.grid) + images.shape[1:])
+    return tuple(rows[:, j] for j in range(self.grid))

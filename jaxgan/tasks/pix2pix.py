@@ -1,0 +1,136 @@
+"""pix2pix (Isola et al. 2017): paired translation A -> B (or B -> A).
+
+Networks: G, the generator (a U-Net by default, with batch norm and dropout), and D,
+a conditional discriminator that sees the input and an output concatenated on the
+channel axis: D(a, G(a)) vs D(a, b). With model.discriminator=pixel this is PixelGAN.
+
+One step, in the reference's order: G runs once (train mode: batch statistics,
+dropout); D is updated on (a, b) against (a, G(a)) with the loss halved; then G is
+updated on loss_G_GAN + lambda_l1 * |G(a) - b| as judged by the updated D. G's
+forward pass is shared by both updates (`jax.vjp`), as the reference's single
+`forward()` is, so its batch statistics and dropout mask are those of that one pass.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from jaxgan import losses, models
+from jaxgan.errors import JaxganError
+from jaxgan.state import GANState
+from jaxgan.tasks.base import GANTask
+from jaxgan.tasks.nets import Nets
+
+DIRECTIONS = ('AtoB', 'BtoA')
+
+
+class Pix2Pix(GANTask):
+  GENERATORS = ('G',)
+  DISCRIMINATORS = ('D',)
+  data_mode = 'paired'
+  evaluator = 'translation'
+
+  def __init__(self, config, steps_per_epoch: int):
+    super().__init__(config, steps_per_epoch)
+    m = config.model
+    direction = config.data.direction
+    if direction not in DIRECTIONS:
+      raise JaxganError(f"data.direction='{direction}' must be AtoB or BtoA")
+    if config.loss.lambda_l1 < 0:
+      raise JaxganError(f'loss.lambda_l1={config.loss.lambda_l1} must be >= 0')
+    self.directions = {direction: 'G'}
+    self.sample_columns = (f'real {direction[0]}', f'G({direction[0]})',
+                           f'real {direction[-1]}')
+    self.modules = {
+        'G': models.make_generator(m.generator, ngf=m.ngf, norm=m.norm,
+                                   in_channels=self.channels,
+                                   out_channels=self.channels,
+                                   use_dropout=m.use_dropout, dtype=self.dtype),
+        'D': models.make_discriminator(m.discriminator, ndf=m.ndf, norm=m.norm,
+                                       n_layers=m.n_layers, dtype=self.dtype),
+    }
+    self.size_multiple = models.size_multiple(m.generator)
+    self.check_size_multiple(self.size_multiple, f'generator {m.generator}')
+
+  def _pair(self, batch):
+    """(input, target) of the configured direction."""
+    if self.config.data.direction == 'AtoB':
+      return batch['a'], batch['b']
+    return batch['b'], batch['a']
+
+  def init_state(self, rng: jax.Array) -> GANState:
+    size = self.config.data.image_size
+    return self.new_state(rng, {'G': (1, size, size, self.channels),
+                                'D': (1, size, size, 2 * self.channels)})
+
+  def train_step(self, state: GANState, batch):
+    c = self.config.loss
+    real_a, real_b = self._pair(batch)
+    pair = lambda x, y: jnp.concatenate([x, y.astype(x.dtype)], axis=-1)
+    key = jax.random.fold_in(state.rng, state.step)
+    k_gen, k_disc, k_adv, k_gp, k_noise = jax.random.split(key, 5)
+    noisy, noise_std = self.instance_noise(state, k_noise)
+    gen_params = self.group(state.params, 'gen')
+    disc_params = self.group(state.params, 'disc')
+
+    def forward(gen_params):
+      nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
+                  train=True, rng=k_gen)
+      return nets('G', real_a), nets.stats
+
+    fake_b, pull_back, stats = jax.vjp(forward, gen_params, has_aux=True)
+
+    def discriminator_objective(disc_params):
+      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True,
+                  rng=k_disc)
+      loss, gp = self.discriminator_loss(
+          nets, 'D', noisy(pair(real_a, real_b), 0),
+          noisy(pair(real_a, jax.lax.stop_gradient(fake_b)), 1), k_gp)
+      terms = {'D': 0.5 * loss, **({} if gp is None else {'gp': gp})}
+      return terms['D'], (terms, nets.stats)
+
+    (_, (d_terms, stats)), grads_d = jax.value_and_grad(
+        discriminator_objective, has_aux=True)(disc_params)
+    disc_params, opt_disc = self.update('disc', grads_d, state, disc_params)
+
+    def generator_objective(fake_b):
+      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True,
+                  rng=k_adv)
+      terms = {
+          'G_GAN': losses.generator_loss(c.gan_mode,
+                                         nets('D', noisy(pair(real_a, fake_b), 2))),
+          'G_L1': c.lambda_l1 * losses.l1(fake_b, real_b),
+      }
+      return terms['G_GAN'] + terms['G_L1'], (terms, nets.stats)
+
+    (loss_g, (g_terms, stats)), grad_fake = jax.value_and_grad(
+        generator_objective, has_aux=True)(fake_b)
+    (grads_g,) = pull_back(grad_fake)
+    gen_params, opt_gen = self.update('gen', grads_g, state, gen_params)
+
+    metrics = {**{'loss_' + k: v for k, v in {**g_terms, **d_terms}.items()},
+               'loss_G': loss_g,
+               **self.step_metrics(state, grads_g, grads_d, noise_std)}
+    new_state = state.replace(step=state.step + 1,
+                              params={**gen_params, **disc_params},
+                              batch_stats=stats,
+                              opt_state={'gen': opt_gen, 'disc': opt_disc})
+    return new_state, metrics
+
+  # -- inference -------------------------------------------------------------------
+
+  def generate(self, state: GANState, name: str, x: jax.Array) -> jax.Array:
+    if not self.config.model.test_batch_stats:
+      return Nets(self.modules, state.params, state.batch_stats, train=False)(name, x)
+    # The reference's test mode: each image normalised by its own statistics, dropout
+    # on. One fixed dropout key for every image: outputs do not depend on the batch.
+    key = jax.random.PRNGKey(self.config.seed)
+
+    def one(image):
+      nets = Nets(self.modules, state.params, state.batch_stats, train=True, rng=key)
+      return nets(name, image[None])[0]
+
+    return jax.vmap(one)(x)
+
+  def sample(self, state: GANState, batch):
+    real_a, real_b = self._pair(batch)
+    return real_a, self.generate(state, 'G', real_a), real_b
