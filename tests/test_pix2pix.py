@@ -76,6 +76,7 @@ def test_objective_direction_and_update_order(direction):
 
 def test_default_task_learns_a_fixed_pair():
   # Batch norm, dropout, a conditional D: G fits a fixed pair within a few steps.
+  batch = _batch()
   task = make_task(_smoke(**{'optimizer.lr': 1e-3}), steps_per_epoch=100)
   state = task.init_state(jax.random.PRNGKey(0))
   step = jax.jit(task.train_step)
