@@ -3,8 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import pytest
 
 from jaxgan import config as config_lib
 from jaxgan.tasks import make_task
@@ -86,28 +84,3 @@ def test_sample_columns_and_bfloat16():
   assert len(cols) == len(task.sample_columns) == 6
   for col in cols:
     assert col.shape == (2, 32, 32, 3) and col.dtype == jnp.float32
-
-
-def test_stability_knobs_act_in_the_step():
-  c = _smoke(**{'loss.gan_mode': 'vanilla', 'loss.real_label': 0.9,
-                'optimizer.lr_d': 1e-3, 'optimizer.clip_norm': 0.5,
-                'train.instance_noise': 0.2, 'train.instance_noise_steps': 4})
-  task = make_task(c, 10)
-  state = task.init_state(jax.random.PRNGKey(0))
-  before = state.params
-  step = jax.jit(task.train_step)
-  stds = []
-  for _ in range(3):
-    state, m = step(state, _batch())
-    stds.append(float(m['instance_noise']))
-    assert all(np.isfinite(float(v)) for v in m.values())
-  assert stds == pytest.approx([0.2, 0.15, 0.1])  # annealed over 4 steps
-  assert float(m['lr']) == pytest.approx(2e-4) and float(m['lr_D']) == pytest.approx(1e-3)
-  # The gradient (reported before clipping) is far above 0.5; Adam's first update is
-  # ~lr per element whatever the scale, so check clipping through the optimizer state:
-  # Adam's first moment after step 1 is (1 - b1) * clipped gradient.
-  assert float(m['grad_norm_G']) > 0.5
-  mu = state.opt_state['gen'][1][0].mu
-  first_moment_bound = 0.5 * (1 - 0.5) * (1 + 0.5 + 0.5 ** 2)  # |g_k| <= 0.5, b1 = 0.5
-  assert float(optax.global_norm(mu)) <= first_moment_bound + 1e-6
-  assert not np.array_equal(before['D_A']['conv_0']['kernel'], state.params['D_A']['conv_0']['kernel'])

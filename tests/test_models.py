@@ -360,7 +360,7 @@ def test_unknown_names_raise_with_valid_names():
   with pytest.raises(JaxganError) as e:
     models.make_generator('resnet_7blocks')
   assert str(e.value) == ("unknown generator 'resnet_7blocks'; valid: "
-                          'resnet_6blocks, resnet_9blocks, unet_128, unet_256')
+                          'resnet_6blocks, resnet_9blocks, unet_32, unet_64, unet_128, unet_256')
   with pytest.raises(JaxganError, match='valid: basic, n_layers, pixel'):
     models.make_discriminator('multiscale')
   with pytest.raises(JaxganError, match='valid: instance, batch, none'):
@@ -373,7 +373,7 @@ def test_unknown_names_raise_with_valid_names():
 
 def test_registries():
   assert set(models.GENERATORS) == {'resnet_6blocks', 'resnet_9blocks',
-                                    'unet_128', 'unet_256'}
+                                    'unet_32', 'unet_64', 'unet_128', 'unet_256'}
   assert set(models.DISCRIMINATORS) == {'basic', 'n_layers', 'pixel'}
   assert models.NORMS == ('instance', 'batch', 'none')
 

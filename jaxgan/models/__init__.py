@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.errors import JaxganError
+from jaxgan.models import dcgan
 from jaxgan.models import layers
 from jaxgan.models.discriminators import NLayerDiscriminator
 from jaxgan.models.discriminators import PixelDiscriminator
@@ -110,8 +111,6 @@ def count_params(params) -> int:
 def make_dcgan_generator(*, image_size: int, channels: int, ngf: int = 64,
                          dtype: Any = jnp.float32) -> nn.Module:
   """DCGAN G; `apply(variables, z [N, latent_dim], train=...)` -> [N, S, S, C]."""
-  # Imported here so the additions stay at the end of this module.
-  from jaxgan.models import dcgan  # pylint: disable=g-import-not-at-top
   return dcgan.DCGANGenerator(image_size=image_size, channels=channels, ngf=ngf,
                               dtype=dtype)
 
@@ -119,5 +118,4 @@ def make_dcgan_generator(*, image_size: int, channels: int, ngf: int = 64,
 def make_dcgan_discriminator(*, image_size: int, ndf: int = 64,
                              dtype: Any = jnp.float32) -> nn.Module:
   """DCGAN D; `apply(variables, x [N, S, S, C], train=...)` -> logits [N, 1, 1, 1]."""
-  from jaxgan.models import dcgan  # pylint: disable=g-import-not-at-top
   return dcgan.DCGANDiscriminator(image_size=image_size, ndf=ndf, dtype=dtype)

@@ -48,7 +48,7 @@ def _check_width(name: str, value: int) -> None:
 
 
 class DCGANGenerator(nn.Module):
-  """z [N, latent_dim] -> float32 images [N, S, S, channels] in (-1, 1).
+  """z [N, latent_dim] -> float32 images [N, S, S, channels] in [-1, 1] (tanh).
 
   With n = log2(S) - 2: a 4x4 stride-1 transposed conv turns the 1x1 latent into
   4x4 with ngf * 2**(n-1) features, then n - 1 stride-2 transposed convs halve the

@@ -15,7 +15,6 @@ state, so every grid of a run, resumed or not, shows the same z.
 """
 
 import jax
-import jax.numpy as jnp
 
 from jaxgan import losses, models
 from jaxgan.errors import JaxganError
