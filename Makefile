@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
-WORKDIR ?= runs/cyclegan_demo
+EXPERIMENT ?= cyclegan:demo
+WORKDIR ?= runs/$(subst :,_,$(EXPERIMENT))
 
 .PHONY: train test venv clean
 
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(VENV)/bin/python -m jaxgan.main --experiment cyclegan:demo --workdir $(WORKDIR)
+	$(VENV)/bin/python -m jaxgan.main --experiment $(EXPERIMENT) --workdir $(WORKDIR)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests

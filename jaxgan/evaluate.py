@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from jaxgan import cli
+from jaxgan.errors import JaxganError
 
 
 def parse_args(argv):
@@ -28,6 +29,8 @@ def parse_args(argv):
 
 def main(argv):
   args = parse_args(argv)
+  if args.num_images < 0:
+    raise JaxganError(f'--num-images must be >= 0 (0: all), got {args.num_images}')
   cli.setup_logging()
   from jaxgan import evaluation, runs
   from jaxgan.train import open_source
