@@ -43,7 +43,7 @@ def test_spec_forms_and_errors(folder, tmp_path):
       '0.png', '1.png', '2.png', '3.png', '4.png', 'sub/x.jpg']
   for bad in ('magic', 'folder:', 'tfds', 'synthetic:3'):
     with pytest.raises(JaxganError, match='expected folder:PATH, aligned:PATH, '
-                       'tfds:NAME or synthetic') as info:
+                       'tfds:NAME, mnist:PATH or synthetic') as info:
       data.load_source(bad, seed=0, image_size=16)
     assert '\n' not in str(info.value)
   with pytest.raises(JaxganError, match="unknown data source 'magic'"):

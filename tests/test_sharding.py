@@ -1,4 +1,4 @@
-"""Same global batch on 1, 2, 4 and 8 (fake CPU) devices -> same training.
+"""Same global batch on 1 and 8 (and 2, 4) fake CPU devices -> same training.
 
 XLA partitions one program over the `data` axis; only the order of reductions
 changes, so results agree to rounding, not bitwise. Rounding differences do grow
@@ -25,7 +25,8 @@ import jax, numpy as np
 from jaxgan import config as config_lib, sharding
 from jaxgan.tasks import make_task
 from jaxgan.train import state_layout
-experiment, norm = sys.argv[1:]
+experiment, norm, counts = sys.argv[1:]
+counts = [int(n) for n in counts.split(',')]
 assert jax.device_count() == 8, jax.devices()
 c = config_lib.get_experiment(experiment)
 c.data.batch_size = 8
@@ -39,7 +40,7 @@ keys = 'a' if c.task == 'dcgan' else 'ab'
 batches = [{k: rng.uniform(-1, 1, (8, size, size, c.data.channels)).astype(np.float32)
             for k in keys} for _ in range(3)]
 results = {}
-for n in (1, 2, 4, 8):
+for n in counts:
   mesh = sharding.make_mesh(n)
   task = make_task(c, steps_per_epoch=10)
   _, shardings = state_layout(task, c, mesh)
@@ -56,7 +57,7 @@ for n in (1, 2, 4, 8):
                    if k.startswith('loss_')})
   results[n] = (losses, jax.device_get((state.params, state.batch_stats)))
 ref_losses, ref_vars = results[1]
-for n in (2, 4, 8):
+for n in counts[1:]:
   losses, variables = results[n]
   for s, (l1, ln) in enumerate(zip(ref_losses, losses)):
     rtol = 1e-5 if s == 0 else 1e-4  # later steps carry amplified rounding
@@ -70,13 +71,16 @@ print('OK')
 '''
 
 
-@pytest.mark.parametrize('experiment,norm', [
-    ('cyclegan:smoke', 'instance'), ('cyclegan:smoke', 'batch'),
-    ('pix2pix:smoke', 'default'),  # batch norm, dropout, conditional D
-    ('dcgan:smoke', 'default'),  # batch norm, z drawn inside the step
+# Every partitioning for one case; the others compare 1 device with 8 (each device
+# count is another compile, the bulk of these tests' time).
+@pytest.mark.parametrize('experiment,norm,counts', [
+    ('cyclegan:smoke', 'instance', '1,2,4,8'),
+    ('cyclegan:smoke', 'batch', '1,8'),
+    ('pix2pix:smoke', 'default', '1,8'),  # batch norm, dropout, conditional D
+    ('dcgan:smoke', 'default', '1,8'),  # batch norm, z drawn inside the step
 ])
-def test_same_training_on_1_2_4_8_devices(experiment, norm):
+def test_same_training_on_several_devices(experiment, norm, counts):
   env = subprocess_env(XLA_FLAGS='--xla_force_host_platform_device_count=8')
-  out = subprocess.run([PYTHON, '-c', SCRIPT, experiment, norm], cwd=REPO, env=env,
+  out = subprocess.run([PYTHON, '-c', SCRIPT, experiment, norm, counts], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0 and 'OK' in out.stdout, out.stdout + out.stderr[-3000:]
