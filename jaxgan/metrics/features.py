@@ -5,6 +5,8 @@ last batch padded, so each size compiles once) and placed split along the mesh's
 `data` axis; the jitted network runs on every device of the mesh.
 """
 
+import logging
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -47,6 +49,14 @@ class Extractor:
     self.has_logits = inception.has_logits(variables)
     self._fn = inception.make_feature_fn(variables)
     self._sharding = sharding.batch_sharded(self.mesh)
+    self.log_every_s = 60.0  # progress lines for long runs (10k images: ~10 min on CPU)
+
+  def _progress(self, done: int, start: float, last: list) -> None:
+    now = time.monotonic()
+    if now - last[0] >= self.log_every_s:
+      last[0] = now
+      logging.info('Inception features: %d images (%.1f images/s)', done,
+                   done / (now - start))
 
   def _run(self, batch: np.ndarray, n: int, out: dict) -> None:
     padded = np.zeros((self.batch_size,) + batch.shape[1:], batch.dtype)
@@ -58,12 +68,16 @@ class Extractor:
   def __call__(self, uint8_images: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
     out: dict[str, list] = {}
     pending: dict[tuple, list] = {}
+    start = time.monotonic()
+    last, done = [start], 0
     for img in uint8_images:
       group = pending.setdefault(img.shape, [])
       group.append(img)
       if len(group) == self.batch_size:
         self._run(np.stack(group), len(group), out)
+        done += len(group)
         group.clear()
+        self._progress(done, start, last)
     for group in pending.values():
       if group:
         self._run(np.stack(group), len(group), out)
