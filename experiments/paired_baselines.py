@@ -49,10 +49,9 @@ def main(argv):
   mean = _all(getattr(train, dst), args.size).mean(axis=0, keepdims=True)
   outputs = {'identity': inputs, 'mean': np.broadcast_to(mean, targets.shape)}
 
-  real_features = None
   if args.fid:
     extractor = features.Extractor(features.load_variables(None), batch_size=50)
-    real_features = extractor(iter(_rgb(targets)))['pool3']
+    real_stats = fid.statistics(extractor(iter(_rgb(targets)))['pool3'])
   print(f'{args.source} {args.direction}, {len(targets)} test pairs at {args.size}²')
   print('| translator | L1 | PSNR dB | SSIM |' + (' FID |' if args.fid else ''))
   print('|---|---|---|---|' + ('---|' if args.fid else ''))
@@ -61,8 +60,8 @@ def main(argv):
               for k, v in paired.scores(_rgb(out), _rgb(targets)).items()}
     row = f'| {name} | {scores["l1"]:.4f} | {scores["psnr"]:.2f} | {scores["ssim"]:.4f} |'
     if args.fid:
-      fake = extractor(iter(_rgb(out)))['pool3']
-      row += (f' {fid.frechet_distance(*fid.statistics(fake), *fid.statistics(real_features)):.1f} |')
+      fake_stats = fid.statistics(extractor(iter(_rgb(out)))['pool3'])
+      row += f' {fid.frechet_distance(*fake_stats, *real_stats):.1f} |'
     print(row)
 
 
