@@ -1,19 +1,15 @@
-"""FID weights: torch-free checkpoint readers, naming conversion, loading, fetch CLI errors.
+"""FID weights: naming conversion, loading, the default lookup, the fetch CLI.
 
-No network, no torch: the torch files are fixtures written by
-tests/fixtures/make_torch_fixtures.py (which needs torch and is not run here).
+No network, no torch (the generic torch-file reader is tested in test_torchfile.py).
 """
 
-import io
 import json
-import os
-import pickle
-import zipfile
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED, require
+from conftest import PYTHON, REPO, SHARED, require, subprocess_env
 
 from jaxgan.errors import JaxganError
 from jaxgan.metrics import weights
@@ -36,91 +32,6 @@ def _assert_same(got, expected):
     assert got[k].dtype == expected[k].dtype, k
     assert got[k].shape == expected[k].shape, k
     np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
-
-
-# ---------------------------------------------------------------------------- readers
-
-
-@pytest.mark.parametrize('name', ['state_zip.pt', 'state_legacy.pth', 'scripted.pt'])
-def test_readers_match_torch(name):
-  stem = name.rsplit('.', 1)[0]
-  with np.load(FIXTURES / f'{stem}_expected.npz') as z:
-    expected = {k: z[k] for k in z.files}
-  got = weights.read_torch_file(FIXTURES / name)
-  _assert_same(got, expected)
-  for arr in got.values():
-    assert arr.flags.c_contiguous and arr.flags.writeable
-
-
-def test_fixture_coverage():
-  """The state-dict fixtures exercise strides, offsets, shared storages and dtypes."""
-  with np.load(FIXTURES / 'state_zip_expected.npz') as z:
-    dtypes = {z[k].dtype.name for k in z.files}
-    assert {'float32', 'float64', 'int64', 'float16'} <= dtypes
-    np.testing.assert_array_equal(z['shared_view'], z['shared_full'].reshape(-1)[4:8])
-    assert 'nested.x' in z.files and z['scalar'].shape == () and z['empty'].shape == (0, 3)
-  with np.load(FIXTURES / 'scripted_expected.npz') as z:
-    assert {'net.layers.conv.bn.running_var', 'net.layers.conv_1.conv.weight',
-            'net.head.bias', 'net.scale', 'net.layers.conv.bn.num_batches_tracked'} <= set(z.files)
-
-
-def _malicious_pickle(marker: Path) -> bytes:
-
-  class Evil:
-
-    def __reduce__(self):
-      return (os.system, (f'touch {marker}',))
-
-  return pickle.dumps({'w': Evil()}, protocol=2)
-
-
-def test_forbidden_global_refused_zip(tmp_path):
-  marker = tmp_path / 'pwned'
-  path = tmp_path / 'evil.pt'
-  with zipfile.ZipFile(path, 'w') as zf:
-    zf.writestr('archive/data.pkl', _malicious_pickle(marker))
-  with pytest.raises(JaxganError, match=r'evil\.pt.*refusing to unpickle the global '
-                     r'(posix|os|nt)\.system'):
-    weights.read_torch_file(path)
-  assert not marker.exists()
-
-
-def test_forbidden_global_refused_legacy_and_load(tmp_path):
-  marker = tmp_path / 'pwned'
-  path = tmp_path / 'evil.pth'
-  header = b''.join(pickle.dumps(x, protocol=2) for x in (
-      weights._TORCH_MAGIC, 1001, {'protocol_version': 1001, 'little_endian': True}))
-  path.write_bytes(header + _malicious_pickle(marker))
-  with pytest.raises(JaxganError, match='refusing to unpickle'):
-    weights.read_torch_file(path)
-  with pytest.raises(JaxganError, match='refusing to unpickle'):
-    weights.load_weights_dict(path)
-  assert not marker.exists()
-
-
-def test_torchscript_classes_only_in_torchscript_archives(tmp_path):
-  path = tmp_path / 'sd.pt'
-  data = (FIXTURES / 'scripted.pt').read_bytes()
-  with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(path, 'w') as dst:
-    for item in src.infolist():  # drop code/ and constants.pkl: looks like torch.save
-      if '/code/' not in item.filename and not item.filename.endswith('constants.pkl'):
-        dst.writestr(item, src.read(item))
-  with pytest.raises(JaxganError, match='refusing to unpickle the global __torch__'):
-    weights.read_torch_file(path)
-
-
-def test_malformed_torch_files(tmp_path):
-  truncated = tmp_path / 'trunc.pth'
-  truncated.write_bytes((FIXTURES / 'state_legacy.pth').read_bytes()[:-10])
-  with pytest.raises(JaxganError, match='trunc.pth: truncated'):
-    weights.read_torch_file(truncated)
-  nostorage = tmp_path / 'nostorage.pt'
-  with zipfile.ZipFile(FIXTURES / 'state_zip.pt') as src, zipfile.ZipFile(nostorage, 'w') as dst:
-    for item in src.infolist():
-      if not item.filename.endswith('/data/0'):
-        dst.writestr(item, src.read(item))
-  with pytest.raises(JaxganError, match='missing from the archive'):
-    weights.read_torch_file(nostorage)
 
 
 # ---------------------------------------------------------------------------- naming
@@ -223,14 +134,54 @@ def test_load_weights_dict_errors(tmp_path):
 def test_default_weights_path(tmp_path, monkeypatch):
   monkeypatch.setenv('JAXGAN_CACHE', str(tmp_path / 'cache'))
   monkeypatch.delenv('JAXGAN_FID_WEIGHTS', raising=False)
-  shared = weights.shared_weights_path()
-  assert weights.default_weights_path() == (shared if shared.is_file() else None)
   cached = tmp_path / 'cache' / weights.CACHE_NAME
   cached.parent.mkdir()
   cached.write_bytes(b'x')
   assert weights.default_weights_path() == cached
   monkeypatch.setenv('JAXGAN_FID_WEIGHTS', str(FIXTURES / 'scripted.pt'))
   assert weights.default_weights_path() == FIXTURES / 'scripted.pt'
+
+
+def test_no_weights_is_one_clear_line(tmp_path, monkeypatch):
+  """Only $JAXGAN_FID_WEIGHTS and the cache are looked at, never a copy next to the
+  repository (../shared): with neither, the user learns where it looked and what to do."""
+  cache = tmp_path / 'empty-cache'
+  cache.mkdir()
+  monkeypatch.setenv('JAXGAN_CACHE', str(cache))
+  monkeypatch.delenv('JAXGAN_FID_WEIGHTS', raising=False)
+  with pytest.raises(JaxganError) as e:
+    weights.default_weights_path()
+  msg = str(e.value)
+  assert '\n' not in msg
+  assert msg.startswith('no FID Inception weights found')
+  assert '$JAXGAN_FID_WEIGHTS (unset)' in msg and str(cache / weights.CACHE_NAME) in msg
+  assert '`python -m jaxgan.metrics.weights`' in msg
+  assert '`python -m jaxgan.metrics.weights --file PATH`' in msg
+  assert 'JAXGAN_FID_WEIGHTS=PATH' in msg
+  # What `jaxgan.fid`, `jaxgan.evaluate` and training see without --weights.
+  from jaxgan.metrics import features
+  with pytest.raises(JaxganError, match='no FID Inception weights found'):
+    features.load_variables()
+  # A $JAXGAN_FID_WEIGHTS naming no file is named as such.
+  monkeypatch.setenv('JAXGAN_FID_WEIGHTS', str(tmp_path / 'typo.npz'))
+  with pytest.raises(JaxganError, match=r'looked at JAXGAN_FID_WEIGHTS=\S*typo\.npz and '):
+    weights.default_weights_path()
+
+
+def test_cli_imports_a_local_file_into_the_cache(shared_npz, tmp_path, monkeypatch):
+  """`python -m jaxgan.metrics.weights --file PATH`, as the error above suggests: the
+  converted copy lands where the default lookup finds it."""
+  cache = tmp_path / 'cache'
+  env = subprocess_env(JAXGAN_CACHE=str(cache))
+  env.pop('JAXGAN_FID_WEIGHTS', None)
+  out = subprocess.run([PYTHON, '-m', 'jaxgan.metrics.weights', '--file', str(SHARED_NPZ)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f'wrote {cache / weights.CACHE_NAME}' in out.stdout
+  monkeypatch.setenv('JAXGAN_CACHE', str(cache))
+  monkeypatch.delenv('JAXGAN_FID_WEIGHTS', raising=False)
+  assert weights.default_weights_path() == cache / weights.CACHE_NAME
+  _assert_same(weights.load_weights_dict(cache / weights.CACHE_NAME), shared_npz)
 
 
 # ---------------------------------------------------------------------------- fetch CLI

@@ -21,11 +21,7 @@ def load_variables(path=None):
   """The FID Inception variables from `path`, or from the default places
   (`jaxgan.metrics.weights.default_weights_path`)."""
   from jaxgan.metrics import inception, weights
-  path = path or weights.default_weights_path()
-  if path is None:
-    raise JaxganError('no FID Inception weights found: run `python -m '
-                      'jaxgan.metrics.weights` to fetch them, or pass a file '
-                      '(--weights / eval.weights: .npz, pytorch-fid .pth or TorchScript .pt)')
+  path = path or weights.default_weights_path()  # raises, one line, if there are none
   return inception.variables_from_npz_dict(weights.load_weights_dict(path))
 
 

@@ -16,7 +16,7 @@ quirks of that graph that torchvision's Inception-v3 lacks:
 
 Input conventions (measured on the 4 reference images). The graph itself takes 299x299
 images as uint8 / 128 - 1: fed that way, this port reproduces the reference `pool3`
-features of `../shared/fid/fid_inception_reference_io.npz` to 1.3e-6 .. 1.9e-6 relative
+features of the test data `fid_inception_reference_io.npz` to 1.3e-6 .. 1.9e-6 relative
 error per image (float32, CPU; the test requires <= 1e-4). pytorch-fid instead feeds
 2 * (uint8 / 255) - 1 = uint8 / 127.5 - 1 (up to 0.4% of the input range apart), which
 moves pool3 by 1.8e-3 .. 8.9e-3 relative. Published FIDs computed with pytorch-fid use its
@@ -42,7 +42,7 @@ from jax import lax
 
 from jaxgan.errors import JaxganError
 
-# sha256 of ../shared/fid/fid_inception_v3_2015-12-05_params.npz (no classifier).
+# sha256 of the weights file fid_inception_v3_2015-12-05_params.npz (no classifier).
 NPZ_SHA256 = 'ef979f6ae24b9ad730a072ab561c5236ac40d5931cfb4bc72a3c1b6300774079'
 
 INPUT_SIZE = 299

