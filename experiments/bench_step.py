@@ -18,9 +18,8 @@ import time
 import jax
 import numpy as np
 
-from jaxgan import config as config_lib, sharding
+from jaxgan import config as config_lib, runs, sharding
 from jaxgan.tasks import make_task
-from jaxgan.train import state_layout
 
 
 def _csv(kind):
@@ -45,16 +44,12 @@ def bench_one(base, size, batch, dtype, steps, warmup):
   config.data.batch_size = batch
   config.dtype = dtype
   mesh = sharding.make_mesh()
-  task = make_task(config, steps_per_epoch=1000)
-  _, state_shardings = state_layout(task, config, mesh)
-  batch_sharding = sharding.batch_sharded(mesh)
-  state = jax.jit(task.init_state, out_shardings=state_shardings)(jax.random.PRNGKey(0))
+  trainer = runs.Trainer(make_task(config, steps_per_epoch=1000), config, mesh)
+  state = trainer.init()
   rng = np.random.default_rng(0)
-  data = {k: jax.device_put(rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32),
-                            batch_sharding) for k in ('a', 'b')}
-  step = jax.jit(task.train_step, in_shardings=(state_shardings, batch_sharding),
-                 out_shardings=(state_shardings, sharding.replicated(mesh)),
-                 donate_argnums=0)
+  data = trainer.put({k: rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+                      for k in ('a', 'b')})
+  step = trainer.steps['main'][0]  # the loop's own jitted main step
   t0 = time.perf_counter()
   lowered = step.lower(state, data)
   compiled = lowered.compile()

@@ -42,6 +42,17 @@ class Checkpoints:
         state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
     return restored['state'], dict(restored['meta'])
 
+  def restore_fields(self, abstract_fields: dict, step: int) -> dict:
+    """Restores only the named fields of the saved state (a partial restore, e.g.
+    params and EMA for inference: no optimizer state is read)."""
+    restore_args = jax.tree.map(
+        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, dtype=x.dtype),
+        abstract_fields)
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(abstract_fields, restore_args=restore_args,
+                                     partial_restore=True)))
+    return dict(restored['state'])
+
   def wait(self) -> None:
     self.manager.wait_until_finished()
 

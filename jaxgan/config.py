@@ -58,8 +58,10 @@ def _parse_like(default: Any, text: str) -> Any:
   if isinstance(default, str):
     return text
   if isinstance(default, (tuple, list)):
-    items = [t for t in text.strip('()[] ').split(',') if t.strip()]
     element = default[0] if default else ''
+    # Brackets are stripped around numbers only: strings may be regexes, '(G|F)/.*'.
+    body = text if isinstance(element, str) else text.strip('()[] ')
+    items = [t for t in body.split(',') if t.strip()]
     return type(default)(_parse_like(element, t.strip()) for t in items)
   raise ValueError(f'cannot override a value of type {type(default).__name__}')
 
@@ -79,6 +81,11 @@ def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> No
       node = node[part]
   leaf = parts[-1]
   default = node[leaf]
+  if default is None:  # a placeholder (unset, typed): parse as its declared type
+    declared = node.get_type(leaf)
+    default = declared() if declared in (bool, int, float, str, tuple) else None
+    if default is None:
+      raise JaxganError(f"config key '{key}' cannot be set from the command line")
   if isinstance(default, ml_collections.ConfigDict):
     raise JaxganError(f"config key '{key}' is a group, not a value; set one of "
                       f"its keys: {', '.join(sorted(default.keys()))}")
@@ -118,4 +125,9 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(json.loads(text))
+  """The inverse of `to_json` (JSON arrays back to the tuples configs hold)."""
+  def tuples(node):
+    if isinstance(node, dict):
+      return {k: tuples(v) for k, v in node.items()}
+    return tuple(tuples(v) for v in node) if isinstance(node, list) else node
+  return ml_collections.ConfigDict(tuples(json.loads(text)))

@@ -33,17 +33,16 @@ def main(argv):
     raise JaxganError(f'--num-images must be >= 0 (0: all), got {args.num_images}')
   cli.setup_logging()
   from jaxgan import evaluation, runs
-  from jaxgan.train import open_source
-  config, task, state, step = runs.restore(Path(args.workdir), args.step)
+  config, task, model, step = runs.restore_inference(Path(args.workdir), args.step)
   with config.unlocked():
     if args.weights:
       config.eval.weights = args.weights
     if args.batch_size:
       config.eval.batch_size = args.batch_size
     config.eval.num_images = args.num_images
-  evaluator = evaluation.make_evaluator(task, open_source(config), config,
+  evaluator = evaluation.make_evaluator(task, runs.open_source(config), config,
                                         num_images=config.eval.num_images)
-  results = {'step': step, **evaluator(state)}
+  results = {'step': step, **evaluator(model)}
   out = Path(args.workdir) / f'eval_{step}.json'
   out.write_text(json.dumps(results, indent=2, sort_keys=True))
   print(json.dumps(results, indent=2, sort_keys=True))

@@ -1,19 +1,21 @@
-"""Evaluation of a GAN's outputs, in training and for saved checkpoints.
+"""Evaluation of a GAN's predictors, in training and for saved checkpoints.
 
-Two kinds, picked by the task's `evaluator` attribute (see `make_evaluator`):
+The task's `predictors()` say what is scored (`make_evaluator`); the evaluators know no
+task, network or direction name:
 
-* 'translation' (CycleGAN, pix2pix): for each direction of the task (CycleGAN: AtoB
-  with G and BtoA with F; pix2pix: its one direction) the source domain's test images
-  are translated at the training resolution and compared with the target domain's
-  real test images at that resolution: `fid_AtoB` is the FID of G(testA) against
-  testB (and `kid_AtoB`). When the test split is paired (aligned data, synthetic), each
-  output is also scored against its own true target: `l1_AtoB` (mean |G(a) - b| in
-  the model's [-1, 1] units), `psnr_AtoB` (dB) and `ssim_AtoB`, means over the images.
-* 'samples' (DCGAN): `fid` (and `kid`) of N unconditional samples, drawn with a fixed
+* a `Translator` named N (CycleGAN's AtoB with G and BtoA with F; pix2pix's one
+  direction) translates its source domain's test images at the training resolution,
+  and the outputs are compared with the target domain's real test images at that
+  resolution: `fid_N` (and `kid_N`). When the test split is paired (aligned data,
+  synthetic), each output is also scored against its own true target: `l1_N` (mean
+  |G(a) - b| in the model's [-1, 1] units), `psnr_N` (dB) and `ssim_N`.
+* a `Sampler` (DCGAN): `fid` (and `kid`) of N unconditional samples, drawn with a fixed
   key so that every evaluation sees the same z, against the first N real test images.
 
 Grayscale images are replicated to RGB for the Inception network. The real images'
-features are computed once per evaluator.
+features are computed once per key (source, split, domain, size, channels, N, weights)
+and kept in `jaxgan.metrics.feature_cache` (eval.cache_dir), so later runs and
+`jaxgan.evaluate` reuse them.
 """
 
 import json
@@ -25,9 +27,10 @@ import numpy as np
 
 from jaxgan import data, images
 from jaxgan.errors import JaxganError
-from jaxgan.metrics import features, fid, paired
+from jaxgan.metrics import feature_cache, features, fid, paired
+from jaxgan.tasks.base import Sampler, Translator
 
-_ENDS = {'AtoB': ('a', 'b'), 'BtoA': ('b', 'a')}
+_CACHE_VERSION = 1  # bump when the features of the same key would change
 
 
 def _rgb(batch: np.ndarray) -> np.ndarray:
@@ -36,24 +39,43 @@ def _rgb(batch: np.ndarray) -> np.ndarray:
   return np.repeat(u8, 3, axis=-1) if u8.shape[-1] == 1 else u8
 
 
-class _Evaluator:
-  """What both kinds share: the Inception extractor, the test split, FID/KID."""
+def _source_id(config) -> str:
+  """The data source as a cache key: paths made absolute; synthetic data by its seed."""
+  spec = config.data.source
+  kind, sep, rest = spec.partition(':')
+  if sep and kind != 'tfds' and Path(rest).exists():
+    return f'{kind}:{Path(rest).resolve()}'
+  if spec == 'synthetic':
+    return f'synthetic(seed={config.seed}, n={config.data.synthetic_size})'
+  return spec
+
+
+class Evaluator:
+  """Scores every predictor of a task; call with a GANState or an InferenceState."""
 
   def __init__(self, task, source, config, *, num_images: int, mesh=None):
     cfg = config.eval
-    self.task = task
-    self.extractor = features.Extractor(features.load_variables(cfg.weights or None),
+    from jaxgan.metrics import weights
+    weights_path = cfg.weights or weights.default_weights_path()
+    self.extractor = features.Extractor(features.load_variables(weights_path),
                                         batch_size=cfg.batch_size, mesh=mesh)
-    split = 'test' if source.has_split('test') else 'train'
-    if split == 'train':
+    self._weights_path = weights_path
+    self.split = 'test' if source.has_split('test') else 'train'
+    if self.split == 'train':
       logging.warning('%s has no test split: evaluating on the training images',
                       config.data.source)
-    self.domains = source.task_domains(split, task.data_mode)
+    self.domains = source.task_domains(self.split, task.data_mode)
+    self.config = config
     self.size = config.data.image_size
     self.channels = config.data.channels
     self.batch_size = cfg.batch_size
     self.num_images = num_images
     self.kid = cfg.kid
+    self.cache = None if cfg.cache_dir == 'none' else feature_cache.FeatureCache(
+        cfg.cache_dir or None)
+    self.predictors = task.predictors()
+    self._jitted = {name: jax.jit(p.fn, static_argnums=2 if isinstance(p, Sampler)
+                                  else ()) for name, p in self.predictors.items()}
     self._real: dict[str, np.ndarray] = {}
 
   def _limit(self, image_set) -> int:
@@ -76,7 +98,17 @@ class _Evaluator:
 
   def _real_features(self, which: str) -> np.ndarray:
     if which not in self._real:
-      self._real[which] = self._features(self._batches(which))
+      compute = lambda: self._features(self._batches(which))
+      if self.cache is None:
+        self._real[which] = compute()
+      else:
+        image_set = getattr(self.domains, which)
+        key = {'version': _CACHE_VERSION, 'source': _source_id(self.config),
+               'split': self.split, 'domain': which, 'split_size': len(image_set),
+               'num_images': self._limit(image_set), 'size': self.size,
+               'channels': self.channels, 'feature': 'pool3',
+               'weights': feature_cache.file_fingerprint(self._weights_path)}
+        self._real[which] = self.cache.get_or_compute(key, compute)
     return self._real[which]
 
   def _distances(self, fake: np.ndarray, real: np.ndarray, suffix: str) -> dict:
@@ -88,63 +120,51 @@ class _Evaluator:
     out[f'num_images{suffix}'] = float(len(fake))
     return out
 
+  def _translation(self, model, name: str, p: Translator) -> dict[str, float]:
+    fakes, scores = [], {}
+    targets = self._batches(p.target) if self.domains.paired else None
+    for batch in self._batches(p.source):
+      fake = np.asarray(self._jitted[name](model, batch))
+      fakes.append(fake)
+      if targets is not None:
+        for key, values in paired.scores(_rgb(fake), _rgb(next(targets))).items():
+          scores.setdefault(key, []).append(values)
+    results = self._distances(self._features(fakes), self._real_features(p.target),
+                              f'_{name}')
+    for key, values in scores.items():
+      results[f'{key}_{name}'] = float(np.mean(np.concatenate(values)))
+    return results
 
-class TranslationEvaluator(_Evaluator):
+  def _samples(self, model, name: str, p: Sampler) -> dict[str, float]:
+    count = self._limit(self.domains.a)
+    key = jax.random.PRNGKey(self.config.seed)
 
-  def __init__(self, task, source, config, *, num_images: int, mesh=None):
-    super().__init__(task, source, config, num_images=num_images, mesh=mesh)
-    self._generate = jax.jit(task.generate, static_argnums=1)
+    def fakes():
+      for start in range(0, count, self.batch_size):
+        n = min(self.batch_size, count - start)
+        # A fixed key per batch: every evaluation scores the same z.
+        yield np.asarray(self._jitted[name](model, jax.random.fold_in(key, start),
+                                            self.batch_size))[:n]
 
-  def __call__(self, state) -> dict[str, float]:
+    return self._distances(self._features(fakes()), self._real_features('a'),
+                           p.suffix)
+
+  def __call__(self, model) -> dict[str, float]:
     results = {}
-    for direction, net in self.task.directions.items():
-      src, dst = _ENDS[direction]
-      fakes, scores = [], {}
-      targets = self._batches(dst) if self.domains.paired else None
-      for batch in self._batches(src):
-        fake = np.asarray(self._generate(state, net, batch))
-        fakes.append(fake)
-        if targets is not None:
-          for key, values in paired.scores(_rgb(fake), _rgb(next(targets))).items():
-            scores.setdefault(key, []).append(values)
-      results.update(self._distances(self._features(fakes), self._real_features(dst),
-                                     f'_{direction}'))
-      for key, values in scores.items():
-        results[f'{key}_{direction}'] = float(np.mean(np.concatenate(values)))
+    for name, p in self.predictors.items():
+      if isinstance(p, Translator):
+        results.update(self._translation(model, name, p))
+      else:
+        results.update(self._samples(model, name, p))
     return results
 
 
-class SampleEvaluator(_Evaluator):
-
-  def __init__(self, task, source, config, *, num_images: int, mesh=None):
-    super().__init__(task, source, config, num_images=num_images, mesh=mesh)
-    self.count = self._limit(self.domains.a)
-    self.seed = config.seed
-    self._sample = jax.jit(task.generate_samples, static_argnums=2)
-
-  def _fakes(self, state):
-    key = jax.random.PRNGKey(self.seed)
-    for start in range(0, self.count, self.batch_size):
-      n = min(self.batch_size, self.count - start)
-      # A fixed key per batch: every evaluation scores the same z.
-      yield np.asarray(self._sample(state, jax.random.fold_in(key, start),
-                                    self.batch_size))[:n]
-
-  def __call__(self, state) -> dict[str, float]:
-    return self._distances(self._features(self._fakes(state)),
-                           self._real_features('a'), '')
-
-
-EVALUATORS = {'translation': TranslationEvaluator, 'samples': SampleEvaluator}
-
-
-def make_evaluator(task, source, config, *, num_images: int, mesh=None):
-  """The evaluator of the task's kind; raises JaxganError when the FID weights are
-  missing (before any training starts)."""
-  if task.evaluator not in EVALUATORS:
-    raise JaxganError(f'unknown evaluator {task.evaluator!r} of task {config.task}')
-  return EVALUATORS[task.evaluator](task, source, config, num_images=num_images,
-                                    mesh=mesh)
+def make_evaluator(task, source, config, *, num_images: int, mesh=None) -> Evaluator:
+  """The evaluator of the task's predictors; raises JaxganError when the FID weights
+  are missing (before any training starts)."""
+  if not task.predictors():
+    raise JaxganError(f'task {config.task} has no predictor to evaluate')
+  return Evaluator(task, source, config, num_images=num_images, mesh=mesh)
 
 
 class BestScores:

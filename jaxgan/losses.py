@@ -1,4 +1,4 @@
-"""GAN objectives (lsgan, vanilla, hinge, wgangp), the gradient penalty and L1.
+"""GAN objectives (lsgan, vanilla, hinge, wgangp), gradient penalties and L1.
 
 Every function takes raw discriminator outputs (logits) and returns a float32 scalar
 averaged over all elements, as the reference's `GANLoss` does. Discriminator losses are
@@ -66,6 +66,15 @@ def gradient_penalty(d_fn: Callable[[jax.Array], jax.Array], real: jax.Array,
   grads = jax.grad(lambda x: jnp.sum(_f32(d_fn(x))))(x_hat)
   norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1) + 1e-12)
   return jnp.mean(jnp.square(norms - 1.0))
+
+
+def squared_gradient_norm(d_fn: Callable[[jax.Array], jax.Array],
+                          x: jax.Array) -> jax.Array:
+  """R1 / R2 penalty (Mescheder et al. 2018) before its gamma / 2: the mean over
+  samples of ||grad_x D(x)||^2, at real images (R1) or fakes (R2)."""
+  x = _f32(x)
+  grads = jax.grad(lambda v: jnp.sum(_f32(d_fn(v))))(x)
+  return jnp.mean(jnp.sum(jnp.square(grads.reshape(grads.shape[0], -1)), axis=1))
 
 
 def l1(x: jax.Array, y: jax.Array) -> jax.Array:

@@ -1,9 +1,39 @@
-"""Learning-rate schedule and optimizers (Optax), shared by every GAN task."""
+"""Optimizer groups, learning-rate schedules and learning-rate multipliers (Optax).
 
+A task names its optimizer groups and the networks each holds (`GANTask.GROUPS`, e.g.
+CycleGAN's gen = (G, F), disc = (D_A, D_B)). The config's `optimizer` group holds the
+settings every group inherits; `optimizer.groups.<group>.<key>` overrides one of them
+for one group (unset = inherit). The keys (`GROUP_KEYS`):
+
+  name        adam | sgd
+  lr          base learning rate
+  b1, b2, eps Adam's betas and epsilon
+  momentum    SGD's momentum (0: plain SGD)
+  clip_norm   global-norm gradient clipping of the group (0: off)
+  schedule    constant | linear_decay (the reference's per-epoch rule: train.epochs
+              constant, then train.epochs_decay linear to 0) | cosine (to 0 over the run)
+  lr_mult     ('REGEX=FACTOR', ...): updates of parameters whose path 'NET/.../name'
+              fully matches REGEX are scaled by FACTOR (the first matching pattern);
+              e.g. ('G/mapping/.*=0.01',) for a mapping network at 0.01x the rate
+
+A group updated by a lazy regulariser every k steps (besides its main update) gets the
+reference's correction (Karras et al. 2020): lr x c, Adam's betas ^ c (SGD's momentum
+^ c) with c = k / (k + 1).
+"""
+
+import re
+from typing import Any, Callable
+
+import jax
 import jax.numpy as jnp
 import optax
 
 from jaxgan.errors import JaxganError
+
+OPTIMIZERS = ('adam', 'sgd')
+SCHEDULES = ('constant', 'linear_decay', 'cosine')
+GROUP_KEYS = ('name', 'lr', 'b1', 'b2', 'eps', 'momentum', 'clip_norm', 'schedule',
+              'lr_mult')
 
 
 def linear_decay_factor(epoch, epochs: int, epochs_decay: int):
@@ -25,23 +55,125 @@ def lr_schedule(lr: float, epochs: int, epochs_decay: int, steps_per_epoch: int)
   return schedule
 
 
-OPTIMIZERS = ('adam', 'sgd')
+def make_schedule(kind: str, lr: float, *, epochs: int, epochs_decay: int,
+                  steps_per_epoch: int, total_steps: int) -> Callable:
+  """step -> learning rate for schedule `kind` (see the module docstring)."""
+  if kind == 'constant':
+    return lambda step: jnp.full((), lr, jnp.float32)
+  if kind == 'linear_decay':
+    return lr_schedule(lr, epochs, epochs_decay, steps_per_epoch)
+  if kind == 'cosine':
+    return optax.cosine_decay_schedule(lr, decay_steps=max(1, int(total_steps)))
+  raise JaxganError(f"unknown optimizer schedule '{kind}'; valid: {', '.join(SCHEDULES)}")
 
 
-def make_optimizer(cfg, schedule) -> optax.GradientTransformation:
-  """`cfg` is a config's `optimizer` group: name adam (b1, b2, eps) or sgd
-  (momentum; 0 is plain SGD), after global-norm clipping to `clip_norm` (0: off)."""
-  if cfg.name == 'adam':
-    base = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
-  elif cfg.name == 'sgd':
-    base = optax.sgd(schedule, momentum=cfg.momentum or None)
+def resolve_groups(opt_cfg, group_names) -> dict[str, dict[str, Any]]:
+  """{group: its settings}, each key from `optimizer.groups.<group>` where set, else
+  from `optimizer`; checks every value (one-line errors naming the key)."""
+  overrides = opt_cfg.get('groups') or {}
+  unknown = sorted(set(overrides) - set(group_names))
+  if unknown:
+    raise JaxganError(f"unknown optimizer group(s) {', '.join(unknown)}; this task's "
+                      f"groups: {', '.join(group_names)}")
+  resolved = {}
+  for group in group_names:
+    own = overrides.get(group) or {}
+    settings = {k: own[k] if own.get(k) is not None else opt_cfg[k] for k in GROUP_KEYS}
+    _check(settings, lambda k: f'optimizer.groups.{group}.{k}' if own.get(k) is not None
+           else f'optimizer.{k}')
+    resolved[group] = settings
+  return resolved
+
+
+def _check(s: dict, where: Callable[[str], str]) -> None:
+  """Checks one group's settings; `where(key)` names the config key a value came from."""
+  if s['name'] not in OPTIMIZERS:
+    raise JaxganError(f"unknown {where('name')} '{s['name']}'; valid: "
+                      f"{', '.join(OPTIMIZERS)}")
+  if s['schedule'] not in SCHEDULES:
+    raise JaxganError(f"unknown {where('schedule')} '{s['schedule']}'; valid: "
+                      f"{', '.join(SCHEDULES)}")
+  if s['lr'] <= 0:
+    raise JaxganError(f"{where('lr')}={s['lr']} must be > 0")
+  if s['clip_norm'] < 0:
+    raise JaxganError(f"{where('clip_norm')}={s['clip_norm']} must be >= 0 (0: no "
+                      "clipping)")
+  for key in ('b1', 'b2', 'momentum'):
+    if not 0 <= s[key] < 1:
+      raise JaxganError(f'{where(key)}={s[key]} must be in [0, 1)')
+  if s['eps'] < 0:
+    raise JaxganError(f"{where('eps')}={s['eps']} must be >= 0")
+  parse_lr_mult(s['lr_mult'], where('lr_mult'))
+
+
+def parse_lr_mult(items, where: str = 'optimizer.lr_mult') -> list[tuple[re.Pattern, float]]:
+  """('REGEX=FACTOR', ...) -> [(compiled regex, factor)]."""
+  rules = []
+  for item in items or ():
+    pattern, sep, factor = str(item).rpartition('=')
+    try:
+      if not sep or not pattern:
+        raise ValueError
+      rules.append((re.compile(pattern), float(factor)))
+    except (ValueError, re.error):
+      raise JaxganError(f"bad {where} entry {item!r}: expected 'REGEX=FACTOR', "
+                        "e.g. 'G/mapping/.*=0.01'") from None
+  return rules
+
+
+def param_path(path) -> str:
+  """'NET/module/param' of a key path in a {net: params} tree."""
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path)
+
+
+def scale_by_lr_mult(rules) -> optax.GradientTransformation:
+  """Scales each update by the factor of the first rule whose regex fully matches the
+  parameter's path (1 where none matches); a rule matching nothing is an error."""
+
+  def factors(tree):
+    paths = [param_path(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)]
+    for regex, _ in rules:
+      if not any(regex.fullmatch(p) for p in paths):
+        raise JaxganError(f"optimizer lr_mult pattern '{regex.pattern}' matches no "
+                          f"parameter (paths look like '{paths[0] if paths else ''}')")
+
+    def factor(path, _):
+      p = param_path(path)
+      return next((f for regex, f in rules if regex.fullmatch(p)), 1.0)
+
+    return jax.tree_util.tree_map_with_path(factor, tree)
+
+  def init(params):
+    factors(params)  # checks the patterns once, where the parameter paths are known
+    return optax.EmptyState()
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, f: u * f, updates, factors(updates)), state
+
+  return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(settings: dict, schedule: Callable,
+                   lazy_interval: int = 1) -> optax.GradientTransformation:
+  """The group's transform: [clip] -> adam | sgd on `schedule` -> [lr multipliers].
+  `lazy_interval` k > 1 applies the lazy-regularisation correction c = k / (k + 1)."""
+  c = lazy_interval / (lazy_interval + 1.0) if lazy_interval > 1 else 1.0
+  lr = schedule if c == 1.0 else (lambda step: c * schedule(step))
+  if settings['name'] == 'adam':
+    base = optax.adam(lr, b1=settings['b1'] ** c, b2=settings['b2'] ** c,
+                      eps=settings['eps'])
   else:
-    raise JaxganError(f"unknown optimizer.name '{cfg.name}'; valid: {', '.join(OPTIMIZERS)}")
-  if cfg.clip_norm < 0:
-    raise JaxganError(f'optimizer.clip_norm={cfg.clip_norm} must be >= 0 (0: no clipping)')
-  if cfg.clip_norm:
-    return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), base)
-  return base
+    momentum = settings['momentum'] ** c if settings['momentum'] else None
+    base = optax.sgd(lr, momentum=momentum)
+  parts = []
+  if settings['clip_norm']:
+    parts.append(optax.clip_by_global_norm(settings['clip_norm']))
+  parts.append(base)
+  rules = parse_lr_mult(settings['lr_mult'])
+  if rules:
+    parts.append(scale_by_lr_mult(rules))
+  return parts[0] if len(parts) == 1 else optax.chain(*parts)
 
 
 def instance_noise_std(step, std: float, anneal_steps: int):
@@ -50,3 +182,19 @@ def instance_noise_std(step, std: float, anneal_steps: int):
   if not anneal_steps:
     return jnp.asarray(std, jnp.float32)
   return std * jnp.maximum(0.0, 1.0 - jnp.asarray(step, jnp.float32) / anneal_steps)
+
+
+def ema_beta(step, *, batch_size: int, decay: float, half_life_images: float,
+             rampup: float):
+  """This step's EMA factor beta (ema <- p + beta * (ema - p)).
+
+  With `half_life_images` > 0, beta = 0.5 ** (batch / half-life), the half-life capped
+  at `rampup` x the images seen before this step when rampup > 0 (StyleGAN2's ema_kimg
+  and ema_rampup); otherwise the constant `decay`."""
+  if half_life_images <= 0:
+    return jnp.asarray(decay, jnp.float32)
+  half_life = jnp.asarray(half_life_images, jnp.float32)
+  if rampup > 0:
+    seen = jnp.asarray(step, jnp.float32) * batch_size
+    half_life = jnp.minimum(half_life, seen * rampup)
+  return 0.5 ** (batch_size / jnp.maximum(half_life, 1e-8))

@@ -1,32 +1,146 @@
-"""A training workdir seen from the inference tools: its config and a restored state."""
+"""Run setup, shared by the training loop and every tool: the data source and streams,
+the state's layout and shardings, the jit wiring of a task's steps (`Trainer`), and
+restoring a workdir's config and weights for inference.
 
+The loop (`jaxgan.train`), the tests of sharding and resume, `translate`, `evaluate`
+and the benchmarks all go through here, so they exercise the same wiring.
+"""
+
+import logging
 from pathlib import Path
 
-from jaxgan import config as config_lib
+import jax
+import numpy as np
+
+from jaxgan import checkpointing, config as config_lib, data, sharding
 from jaxgan.errors import JaxganError
+from jaxgan.state import INFERENCE_FIELDS, GANState, InferenceState
+from jaxgan.tasks import make_task
 
 
-def restore(workdir, step=None):
-  """(config, task, state, step) of the run in `workdir` at `step` (default latest)."""
-  workdir = Path(workdir)
-  config_path = workdir / 'config.json'
+# -- data -------------------------------------------------------------------------
+
+
+def open_source(config) -> data.Source:
+  d = config.data
+  return data.load_source(d.source, seed=config.seed, image_size=d.load_size,
+                          synthetic_size=d.synthetic_size,
+                          tfds_data_dir=d.tfds_data_dir or None)
+
+
+def train_stream(config, source, data_mode: str, *, start_step: int,
+                 batch_sharding=None) -> data.BatchStream:
+  """The training batches from `start_step` on (a pure function of seed and step)."""
+  d = config.data
+  stream = data.train_batches(
+      source.task_domains('train', data_mode), global_batch=d.batch_size,
+      load_size=d.load_size, image_size=d.image_size, flip=d.flip,
+      paired=data_mode == 'paired', seed=config.seed, start_step=start_step,
+      sharding=batch_sharding, channels=d.channels)
+  if stream.steps_per_epoch < 1:
+    raise JaxganError(f'data.batch_size={d.batch_size} is larger than the training set '
+                      f'of {d.source}')
+  return stream
+
+
+def sample_batch(config, source, data_mode: str) -> dict[str, np.ndarray]:
+  """The fixed images of the sample grids: the first `train.sample_size` of each
+  domain of the test split (the train split if there is none)."""
+  split = 'test' if source.has_split('test') else 'train'
+  domains = source.task_domains(split, data_mode)
+  sizes = [len(s) for s in (domains.a, domains.b) if s is not None]
+  return data.fixed_batch(domains, min(config.train.sample_size, *sizes),
+                          load_size=config.data.load_size,
+                          image_size=config.data.image_size,
+                          channels=config.data.channels)
+
+
+# -- layout and jit wiring ----------------------------------------------------------
+
+
+def _layout(init_fn, config, mesh):
+  abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed))
+  shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+  return checkpointing.abstract_with_shardings(abstract, shardings), shardings
+
+
+def state_layout(task, config, mesh):
+  """(abstract state with shardings, state shardings): derived, not hand-written."""
+  return _layout(task.init_state, config, mesh)
+
+
+class Trainer:
+  """Owns the jit wiring of a task on a mesh: `init` and each step function, jitted
+  once with the state's shardings (state donated) and the batch split on `data`.
+
+  `run(state, batch, step)` is one training iteration that starts at `step`: every
+  step function due at it (interval divides step), in the task's order."""
+
+  def __init__(self, task, config, mesh):
+    self.task, self.config, self.mesh = task, config, mesh
+    self.abstract, self.state_shardings = state_layout(task, config, mesh)
+    self.batch_sharding = sharding.batch_sharded(mesh)
+    replicated = sharding.replicated(mesh)
+    self._init = jax.jit(task.init_state, out_shardings=self.state_shardings)
+    self.steps = {}
+    for name, (fn, every) in task.step_functions().items():
+      if every < 1:
+        raise JaxganError(f'step function {name!r} has interval {every}; must be >= 1')
+      self.steps[name] = (jax.jit(fn, in_shardings=(self.state_shardings,
+                                                    self.batch_sharding),
+                                  out_shardings=(self.state_shardings, replicated),
+                                  donate_argnums=0), every)
+    if self.steps.get('main', (None, 0))[1] != 1:
+      raise JaxganError(f'task {config.task} must export a step "main" run every step')
+
+  def init(self) -> GANState:
+    return self._init(jax.random.PRNGKey(self.config.seed))
+
+  def due(self, step: int) -> list[str]:
+    return [name for name, (_, every) in self.steps.items() if step % every == 0]
+
+  def run(self, state: GANState, batch, step: int):
+    """(state after the iteration starting at `step`, its metrics merged)."""
+    metrics = {}
+    for name in self.due(step):
+      state, m = self.steps[name][0](state, batch)
+      metrics.update(m)
+    return state, metrics
+
+  def put(self, batch) -> dict:
+    """A host batch (the global one) placed split over the data axis."""
+    return jax.device_put(batch, self.batch_sharding)
+
+
+# -- workdirs -----------------------------------------------------------------------
+
+
+def read_config(workdir):
+  config_path = Path(workdir) / 'config.json'
   if not config_path.is_file():
     raise JaxganError(f'{workdir} is not a jaxgan workdir (no config.json)')
-  config = config_lib.from_json(config_path.read_text())
-  from jaxgan import checkpointing, sharding
-  from jaxgan.tasks import make_task
-  from jaxgan.train import state_layout
+  return config_lib.from_json(config_path.read_text())
 
-  task = make_task(config, steps_per_epoch=1)
+
+def restore_inference(workdir, step=None, mesh=None):
+  """(config, task, InferenceState, step) of the run in `workdir` at `step` (default
+  latest): params, batch statistics and EMA only; no optimizer, no data."""
+  workdir = Path(workdir)
+  config = read_config(workdir)
+  task = make_task(config)
   ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', read_only=True)
-  steps = ckpt.all_steps()
-  if not steps:
-    raise JaxganError(f'no checkpoint in {workdir / "checkpoints"}')
-  if step is not None and step not in steps:
-    raise JaxganError(f'no checkpoint at step {step} in {workdir}; available: '
-                      f'{", ".join(map(str, sorted(steps)))}')
-  step = max(steps) if step is None else step
-  abstract, _ = state_layout(task, config, sharding.make_mesh())
-  state, _ = ckpt.restore(abstract, step)
-  ckpt.close()
-  return config, task, state, step
+  try:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise JaxganError(f'no checkpoint in {workdir / "checkpoints"}')
+    if step is not None and step not in steps:
+      raise JaxganError(f'no checkpoint at step {step} in {workdir}; available: '
+                        f'{", ".join(map(str, sorted(steps)))}')
+    step = max(steps) if step is None else step
+    abstract, _ = _layout(task.init_inference, config, mesh or sharding.make_mesh())
+    fields = ckpt.restore_fields({f: getattr(abstract, f) for f in INFERENCE_FIELDS},
+                                 step)
+  finally:
+    ckpt.close()
+  logging.info('Restored the step-%d weights of %s', step, workdir)
+  return config, task, InferenceState(**fields), step

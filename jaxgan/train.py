@@ -1,8 +1,10 @@
 """The training loop shared by every GAN task.
 
-It knows nothing of any one GAN: it builds the mesh, the data stream and the task,
-initialises or restores the state, jits the task's pure step once (explicit shardings,
-state donated) and runs it, writing metrics (CLU), sample grids and checkpoints (Orbax).
+It knows nothing of any one GAN (no network, domain or group names): it builds the
+mesh, the data stream and the task, initialises or restores the state, runs the task's
+step functions on their intervals through `jaxgan.runs.Trainer` (each jitted once,
+explicit shardings, state donated), and writes metrics (CLU), sample grids,
+checkpoints (Orbax) and the evaluators' scores.
 Metrics of step N are read after step N+1 is dispatched, so logging never stalls the
 device; a non-finite loss stops the run with an error naming the step and the loss,
 and the last good checkpoint stays the latest.
@@ -18,7 +20,7 @@ import jax
 import numpy as np
 from clu import metric_writers, periodic_actions
 
-from jaxgan import checkpointing, config as config_lib, data, images, sharding
+from jaxgan import checkpointing, config as config_lib, images, runs, sharding
 from jaxgan.errors import JaxganError
 from jaxgan.tasks import make_task, task_class
 
@@ -55,20 +57,6 @@ class StopRequest:
     return self.signal_name is not None
 
 
-def open_source(config):
-  d = config.data
-  return data.load_source(d.source, seed=config.seed, image_size=d.load_size,
-                          synthetic_size=d.synthetic_size,
-                          tfds_data_dir=d.tfds_data_dir or None)
-
-
-def state_layout(task, config, mesh):
-  """(abstract state with shardings, state shardings): derived, not hand-written."""
-  abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(config.seed))
-  shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
-  return checkpointing.abstract_with_shardings(abstract, shardings), shardings
-
-
 class _MetricLog:
   """Host side of the metrics: finiteness check, window means, writer output."""
 
@@ -78,7 +66,7 @@ class _MetricLog:
     self.log_every = max(1, log_every)
     self.global_batch = global_batch
     self.last_good = last_good
-    self._sums, self._count = {}, 0
+    self._sums, self._counts, self._steps = {}, {}, 0
     self._t0 = time.monotonic()
 
   def add(self, step: int, metrics) -> dict:
@@ -88,16 +76,18 @@ class _MetricLog:
         where = (f'step {self.last_good}' if self.last_good is not None else 'none')
         raise JaxganError(f'non-finite {name} = {value} at step {step}; training '
                           f'stopped (last good checkpoint: {where})')
+    # Per-key means: a lazy step's metrics arrive only on the steps it runs.
     for name, value in values.items():
       self._sums[name] = self._sums.get(name, 0.0) + value
-    self._count += 1
+      self._counts[name] = self._counts.get(name, 0) + 1
+    self._steps += 1
     if step % self.log_every == 0 or step == self.num_steps:
       elapsed = max(time.monotonic() - self._t0, 1e-9)
-      scalars = {f'train/{k}': v / self._count for k, v in self._sums.items()}
-      scalars['train/steps_per_sec'] = self._count / elapsed
-      scalars['train/images_per_sec'] = self._count * self.global_batch / elapsed
+      scalars = {f'train/{k}': v / self._counts[k] for k, v in self._sums.items()}
+      scalars['train/steps_per_sec'] = self._steps / elapsed
+      scalars['train/images_per_sec'] = self._steps * self.global_batch / elapsed
       self.writer.write_scalars(step, scalars)
-      self._sums, self._count = {}, 0
+      self._sums, self._counts, self._steps = {}, {}, 0
       self._t0 = time.monotonic()
     return values
 
@@ -121,24 +111,17 @@ def train_and_evaluate(config, workdir: str):
   latest = ckpt.latest_step()
   start_step = latest or 0
 
-  source = open_source(config)
+  source = runs.open_source(config)
   data_mode = task_class(config).data_mode
-  batch_sharding = sharding.batch_sharded(mesh)
-  stream = data.train_batches(
-      source.task_domains('train', data_mode), global_batch=global_batch,
-      load_size=config.data.load_size, image_size=config.data.image_size,
-      flip=config.data.flip, paired=data_mode == 'paired', seed=config.seed,
-      start_step=start_step, sharding=batch_sharding, channels=config.data.channels)
+  stream = runs.train_stream(config, source, data_mode, start_step=start_step,
+                             batch_sharding=sharding.batch_sharded(mesh))
   steps_per_epoch = stream.steps_per_epoch
-  if steps_per_epoch < 1:
-    raise JaxganError(f'data.batch_size={global_batch} is larger than the training set '
-                      f'of {config.data.source}')
   task = make_task(config, steps_per_epoch)
   num_steps = t.num_steps or (t.epochs + t.epochs_decay) * steps_per_epoch
 
-  abstract, state_shardings = state_layout(task, config, mesh)
+  trainer = runs.Trainer(task, config, mesh)
   if latest is not None:
-    state, meta = ckpt.restore(abstract, latest)
+    state, meta = ckpt.restore(trainer.abstract, latest)
     logging.info('Resuming from checkpoint at step %d in %s', latest, ckpt.directory)
     if meta.get('steps_per_epoch') != steps_per_epoch or meta.get('seed') != config.seed:
       logging.warning('The data differs from the checkpoint (steps per epoch %s -> %s, '
@@ -146,23 +129,14 @@ def train_and_evaluate(config, workdir: str):
                       meta.get('steps_per_epoch'), steps_per_epoch, meta.get('seed'),
                       config.seed)
   else:
-    state = jax.jit(task.init_state, out_shardings=state_shardings)(
-        jax.random.PRNGKey(config.seed))
-  logging.info('Training %s: steps %d -> %d (%d per epoch), global batch %d',
-               config.experiment, start_step, num_steps, steps_per_epoch, global_batch)
+    state = trainer.init()
+  logging.info('Training %s: steps %d -> %d (%d per epoch), global batch %d; step '
+               'functions %s', config.experiment, start_step, num_steps, steps_per_epoch,
+               global_batch, ', '.join(f'{n} every {e}' for n, (_, e) in
+                                       trainer.steps.items()))
 
-  train_step = jax.jit(task.train_step,
-                       in_shardings=(state_shardings, batch_sharding),
-                       out_shardings=(state_shardings, sharding.replicated(mesh)),
-                       donate_argnums=0)
-  sample_split = 'test' if source.has_split('test') else 'train'
-  sample_domains = source.task_domains(sample_split, data_mode)
-  n_sample = min(t.sample_size, *(len(d) for d in (sample_domains.a, sample_domains.b)
-                                  if d is not None))
-  fixed = data.fixed_batch(sample_domains, n_sample, load_size=config.data.load_size,
-                           image_size=config.data.image_size,
-                           channels=config.data.channels)
-  fixed = jax.device_put(fixed, sharding.replicated(mesh))
+  fixed = jax.device_put(runs.sample_batch(config, source, data_mode),
+                         sharding.replicated(mesh))
   sample_fn = jax.jit(task.sample)
 
   evaluator = best = None
@@ -210,7 +184,7 @@ def train_and_evaluate(config, workdir: str):
       batches = iter(stream)
       while step < num_steps:
         batch = next(batches)
-        state, metrics = train_step(state, batch)
+        state, metrics = trainer.run(state, batch, step)
         if pending is not None:
           log.add(*pending)
         step += 1

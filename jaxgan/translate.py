@@ -53,23 +53,25 @@ def load_generator(workdir: Path, direction: str, step):
   """(function uint8 HWC -> uint8 HWC, restored step) for the run in `workdir`."""
   import jax
   from jaxgan import runs
-  config, task, state, step = runs.restore(workdir, step)
-  if not task.directions:
+  from jaxgan.tasks.base import Translator
+  config, task, model, step = runs.restore_inference(workdir, step)
+  translators = {n: p for n, p in task.predictors().items() if isinstance(p, Translator)}
+  if not translators:
     raise JaxganError(f'task {config.task} does not translate images (it has no '
                       'image-to-image generator)')
-  if direction not in task.directions:
+  if direction not in translators:
     raise JaxganError(f"direction '{direction}' is not one of "
-                      f"{', '.join(task.directions)} for task {config.task}")
-  net = task.directions[direction]
-  apply = jax.jit(lambda s, x: task.generate(s, net, x))
-  multiple = task.size_multiple
+                      f"{', '.join(translators)} for task {config.task}")
+  predictor = translators[direction]
+  apply = jax.jit(predictor.fn)
+  multiple = predictor.size_multiple
 
   def translate(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     if task.channels == 1:  # a grayscale model: ITU-R 601 luma, as PIL's 'L'
       rgb = np.asarray(Image.fromarray(rgb).convert('L'))[..., None]
     x = pad_to_multiple(rgb.astype(np.float32) / 127.5 - 1.0, multiple)
-    y = images.to_uint8(np.asarray(apply(state, x[None]))[0, :h, :w])
+    y = images.to_uint8(np.asarray(apply(model, x[None]))[0, :h, :w])
     return np.repeat(y, 3, axis=-1) if y.shape[-1] == 1 else y
 
   return translate, step

@@ -43,3 +43,19 @@ def subprocess_env(**extra) -> dict:
 
 
 PYTHON = sys.executable
+
+
+# FID weights. The library looks only at $JAXGAN_FID_WEIGHTS and its cache, never at
+# ../shared, so point the variable at the shared copy when this checkout has one. Set at
+# import time so that subprocesses (`subprocess_env` copies os.environ) see it too; a
+# value set by the caller wins. Tests that need the weights still `require` the file.
+FID_WEIGHTS = SHARED / 'fid' / 'fid_inception_v3_2015-12-05_params.npz'
+if FID_WEIGHTS.is_file() and not os.environ.get('JAXGAN_FID_WEIGHTS'):
+  os.environ['JAXGAN_FID_WEIGHTS'] = str(FID_WEIGHTS)
+
+# Caches the code writes by default under ~/.cache/jaxgan (real-image FID features,
+# converted weights) go to a per-session directory instead, removed at exit.
+if 'JAXGAN_CACHE' not in os.environ:
+  _JAXGAN_CACHE = tempfile.mkdtemp(prefix='jaxgan-test-cache-')
+  atexit.register(shutil.rmtree, _JAXGAN_CACHE, ignore_errors=True)
+  os.environ['JAXGAN_CACHE'] = _JAXGAN_CACHE

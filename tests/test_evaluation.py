@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgan import config as config_lib, evaluate, evaluation, images, train
+from jaxgan import config as config_lib, evaluate, evaluation, images, runs, train
 from jaxgan.errors import JaxganError
 from jaxgan.tasks import make_task
 
@@ -31,7 +31,7 @@ def test_paired_scores_compare_each_output_with_its_own_target():
   c = _config('pix2pix:smoke', **{'data.direction': 'BtoA'})
   task = make_task(c, steps_per_epoch=1)
   state = task.init_state(jax.random.PRNGKey(0))
-  source = train.open_source(c)
+  source = runs.open_source(c)
   results = evaluation.make_evaluator(task, source, c, num_images=5)(state)
   assert set(results) == {'fid_BtoA', 'num_images_BtoA', 'l1_BtoA', 'psnr_BtoA',
                           'ssim_BtoA'}
@@ -61,9 +61,8 @@ def test_dcgan_fid_of_samples_through_jaxgan_evaluate(tmp_path, capsys):
   # The same z every time: a second evaluation gives the same number.
   c = config_lib.from_json((tmp_path / 'config.json').read_text())
   c.eval.weights, c.eval.kid = str(WEIGHTS), False
-  from jaxgan import runs
-  _, task, state, _ = runs.restore(tmp_path)
-  again = evaluation.make_evaluator(task, train.open_source(c), c, num_images=6)(state)
+  _, task, state, _ = runs.restore_inference(tmp_path)
+  again = evaluation.make_evaluator(task, runs.open_source(c), c, num_images=6)(state)
   assert again['fid'] == pytest.approx(results['fid'], rel=1e-6)
   with pytest.raises(JaxganError, match='--num-images must be >= 0'):
     evaluate.main(['--workdir', str(tmp_path), '--num-images', '-1'])

@@ -30,7 +30,7 @@ def _batch(c):
 @pytest.mark.parametrize('experiment', EXPERIMENTS)
 def test_knobs_act_in_the_step(experiment):
   task, c = _task(experiment, **{
-      'loss.gan_mode': 'vanilla', 'loss.real_label': 0.9, 'optimizer.lr_d': 1e-3,
+      'loss.gan_mode': 'vanilla', 'loss.real_label': 0.9, 'optimizer.groups.disc.lr': 1e-3,
       'optimizer.clip_norm': 0.5, 'train.instance_noise': 0.2,
       'train.instance_noise_steps': 4})
   state = task.init_state(jax.random.PRNGKey(0))

@@ -82,8 +82,9 @@ def test_linear_decay_schedule_matches_reference_rule():
 
 def _opt_cfg(**kw):
   import ml_collections
-  c = ml_collections.ConfigDict(dict(name='sgd', momentum=0.0, b1=0.5, b2=0.999, eps=1e-8,
-                                     clip_norm=0.0))
+  c = ml_collections.ConfigDict(dict(name='sgd', lr=1.0, momentum=0.0, b1=0.5, b2=0.999,
+                                     eps=1e-8, clip_norm=0.0, schedule='constant',
+                                     lr_mult=()))
   c.update(kw)
   return c
 
@@ -104,8 +105,8 @@ def test_clipped_gradient_norm_never_exceeds_the_bound():
     else:  # large ones are scaled onto the bound, direction kept
       np.testing.assert_allclose(norm_out, 1.0, rtol=1e-6)
       np.testing.assert_allclose(-updates['w'], g['w'] / norm_in, rtol=1e-5)
-  with pytest.raises(JaxganError, match='clip_norm'):
-    optim.make_optimizer(_opt_cfg(clip_norm=-1.0), lambda step: 1.0)
+  with pytest.raises(JaxganError, match=r'optimizer.clip_norm=-1.0 must be >= 0'):
+    optim.resolve_groups(_opt_cfg(clip_norm=-1.0), ('gen',))
 
 
 def test_instance_noise_schedule():

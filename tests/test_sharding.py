@@ -22,13 +22,14 @@ from conftest import PYTHON, REPO, subprocess_env
 SCRIPT = r'''
 import sys
 import jax, numpy as np
-from jaxgan import config as config_lib, sharding
+from jaxgan import config as config_lib, runs, sharding
 from jaxgan.tasks import make_task
-from jaxgan.train import state_layout
-experiment, norm, counts = sys.argv[1:]
+experiment, norm, counts, extra = sys.argv[1:]
 counts = [int(n) for n in counts.split(',')]
 assert jax.device_count() == 8, jax.devices()
 c = config_lib.get_experiment(experiment)
+for override in filter(None, extra.split(';')):
+  config_lib.apply_override(c, *override.split('=', 1))
 c.data.batch_size = 8
 if norm != 'default':
   c.model.norm = norm
@@ -41,21 +42,18 @@ batches = [{k: rng.uniform(-1, 1, (8, size, size, c.data.channels)).astype(np.fl
             for k in keys} for _ in range(3)]
 results = {}
 for n in counts:
-  mesh = sharding.make_mesh(n)
-  task = make_task(c, steps_per_epoch=10)
-  _, shardings = state_layout(task, c, mesh)
-  bs = sharding.batch_sharded(mesh)
-  state = jax.jit(task.init_state, out_shardings=shardings)(jax.random.PRNGKey(0))
-  step = jax.jit(task.train_step, in_shardings=(shardings, bs),
-                 out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
+  # The loop's own wiring: runs.Trainer jits every step function of the task.
+  trainer = runs.Trainer(make_task(c, steps_per_epoch=10), c, sharding.make_mesh(n))
+  state = trainer.init()
   losses = []
-  for b in batches:
-    batch = jax.device_put(b, bs)
+  for i, b in enumerate(batches):
+    batch = trainer.put(b)
     assert len(batch['a'].sharding.device_set) == n
-    state, metrics = step(state, batch)
+    state, metrics = trainer.run(state, batch, i)
     losses.append({k: float(v) for k, v in jax.device_get(metrics).items()
-                   if k.startswith('loss_')})
-  results[n] = (losses, jax.device_get((state.params, state.batch_stats)))
+                   if k.startswith(('loss_', 'reg_'))})
+  results[n] = (losses, jax.device_get((state.params, state.batch_stats,
+                                        state.ema_params)))
 ref_losses, ref_vars = results[1]
 for n in counts[1:]:
   losses, variables = results[n]
@@ -73,14 +71,16 @@ print('OK')
 
 # One case splits the batch 8 ways, the others 2 ways (1 device is the reference;
 # each device count is another compile, the bulk of these tests' time).
-@pytest.mark.parametrize('experiment,norm,counts', [
-    ('cyclegan:smoke', 'instance', '1,8'),
-    ('cyclegan:smoke', 'batch', '1,2'),
-    ('pix2pix:smoke', 'default', '1,2'),  # batch norm, dropout, conditional D
-    ('dcgan:smoke', 'default', '1,2'),  # batch norm, z drawn inside the step
+@pytest.mark.parametrize('experiment,norm,counts,extra', [
+    ('cyclegan:smoke', 'instance', '1,8', ''),
+    ('cyclegan:smoke', 'batch', '1,2', ''),
+    ('pix2pix:smoke', 'default', '1,2', ''),  # batch norm, dropout, conditional D
+    # batch norm, z drawn inside the step; an EMA and a lazy R1 step (steps 0 and 2)
+    ('dcgan:smoke', 'default', '1,2', 'ema.decay=0.9;loss.gp=r1;loss.gp_every=2'),
 ])
-def test_same_training_on_several_devices(experiment, norm, counts):
+def test_same_training_on_several_devices(experiment, norm, counts, extra):
   env = subprocess_env(XLA_FLAGS='--xla_force_host_platform_device_count=8')
-  out = subprocess.run([PYTHON, '-c', SCRIPT, experiment, norm, counts], cwd=REPO, env=env,
+  out = subprocess.run([PYTHON, '-c', SCRIPT, experiment, norm, counts, extra], cwd=REPO,
+                       env=env,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0 and 'OK' in out.stdout, out.stdout + out.stderr[-3000:]

@@ -7,6 +7,9 @@ thing, with the same default, in every task.
 """
 
 import ml_collections
+from ml_collections import config_dict
+
+from jaxgan import optim
 
 
 def base_config(task: str) -> ml_collections.ConfigDict:
@@ -40,7 +43,12 @@ def base_config(task: str) -> ml_collections.ConfigDict:
 
   c.loss = ml_collections.ConfigDict()
   c.loss.gan_mode = 'vanilla'  # lsgan | vanilla | hinge | wgangp
-  c.loss.lambda_gp = 10.0  # gradient penalty weight, gan_mode=wgangp only
+  # Gradient penalty on D, independent of the loss: none | wgangp (interpolates,
+  # (|grad| - 1)^2) | r1 (reals) | r2 (fakes), both (gamma / 2) |grad|^2; auto: wgangp
+  # with gan_mode=wgangp, else none.
+  c.loss.gp = 'auto'
+  c.loss.lambda_gp = 10.0  # the penalty's weight (lambda for wgangp, gamma for r1/r2)
+  c.loss.gp_every = 1  # > 1: lazy, its own D step every N steps, weight x N
   c.loss.real_label = 1.0  # < 1: one-sided label smoothing (vanilla, lsgan)
 
   c.eval = ml_collections.ConfigDict()
@@ -49,7 +57,10 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.eval.batch_size = 50
   c.eval.kid = True
   c.eval.weights = ''  # FID Inception weights; '': `python -m jaxgan.metrics.weights` default
+  c.eval.cache_dir = ''  # real-image features cache; '': ~/.cache/jaxgan (or $JAXGAN_CACHE); none: off
 
+  # Settings every optimizer group inherits (see jaxgan.optim); one group's own value:
+  # optimizer.groups.<group>.<key>, e.g. --config.optimizer.groups.disc.lr=1e-4.
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'adam'  # adam | sgd
   c.optimizer.lr = 2e-4
@@ -57,9 +68,32 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.optimizer.b2 = 0.999
   c.optimizer.eps = 1e-8  # Adam's epsilon (PyTorch's default)
   c.optimizer.momentum = 0.9  # sgd only
-  c.optimizer.lr_d = 0.0  # discriminators' learning rate (0: the same as lr)
-  c.optimizer.clip_norm = 0.0  # global-norm gradient clipping per network group (0: off)
+  c.optimizer.clip_norm = 0.0  # global-norm gradient clipping per group (0: off)
+  c.optimizer.schedule = 'linear_decay'  # constant | linear_decay | cosine
+  c.optimizer.lr_mult = ()  # ('REGEX=FACTOR', ...) on parameter paths 'NET/.../name'
+  c.optimizer.groups = ml_collections.ConfigDict()
+
+  # Exponential moving average of the generators' weights (off unless a half-life or
+  # a decay is set); used for samples, translation and evaluation when on.
+  c.ema = ml_collections.ConfigDict()
+  c.ema.half_life_images = 0.0  # beta = 0.5 ** (batch / half-life); StyleGAN2: 10k
+  c.ema.rampup = 0.0  # > 0: half-life <= rampup x images seen (StyleGAN2: 0.05)
+  c.ema.decay = 0.0  # a constant beta instead of a half-life (e.g. 0.999)
+  c.ema.networks = ()  # which networks; (): the task's generators
+  c.ema.for_inference = True  # samples, translation and evaluation use the EMA
   return c
+
+
+_TYPES = {'name': str, 'lr': float, 'b1': float, 'b2': float, 'eps': float,
+          'momentum': float, 'clip_norm': float, 'schedule': str, 'lr_mult': tuple}
+
+
+def optimizer_groups(c: ml_collections.ConfigDict, *names: str) -> None:
+  """Declares the task's optimizer groups in the config, every key unset (inherit)."""
+  assert set(_TYPES) == set(optim.GROUP_KEYS)
+  for name in names:
+    c.optimizer.groups[name] = ml_collections.ConfigDict(
+        {k: config_dict.placeholder(t) for k, t in _TYPES.items()})
 
 
 def smoke_run(c: ml_collections.ConfigDict) -> None:

@@ -21,6 +21,7 @@ VARIANTS = ('demo', 'smoke')
 def base_config() -> ml_collections.ConfigDict:
   """Defaults of the PyTorch reference (junyanz/pytorch-CycleGAN-and-pix2pix)."""
   c = common.base_config('cyclegan')
+  common.optimizer_groups(c, 'gen', 'disc')  # generators, discriminators
   c.data.source = 'tfds:cycle_gan/horse2zebra'
   c.train.pool_size = 50  # image pool of past fakes shown to D; 0 disables it
 
@@ -58,8 +59,9 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     c.train.sample_every = 256
     c.train.checkpoint_every = 512
     # The synthetic B is the negative of A, so G(b) should be -b: the identity loss
-    # (G(b) ~ b) fights the true map. Measured with experiments/score_synthetic.py
-    # after 1536 steps: MAE 47.9 grey levels with lambda_identity 0.5, 24.7 without.
+    # (G(b) ~ b) fights the true map. Measured against the synthetic ground truth
+    # after 1536 steps: MAE 47.9 grey levels with lambda_identity 0.5, 24.7 without
+    # (l1_AtoB 0.38 vs 0.19 in `python -m jaxgan.evaluate`'s [-1, 1] units).
     c.loss.lambda_identity = 0.0
     c.eval.every = 0  # the demo needs nothing beyond the repository
   elif variant == 'smoke':

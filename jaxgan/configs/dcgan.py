@@ -24,6 +24,7 @@ SHARED_MNIST = 'mnist:../shared/datasets/mnist'
 def base_config() -> ml_collections.ConfigDict:
   """DCGAN paper / PyTorch examples' dcgan settings, at MNIST's scale."""
   c = common.base_config('dcgan')
+  common.optimizer_groups(c, 'gen', 'disc')  # generators, discriminators
   c.data.source = 'tfds:mnist'  # offline: mnist:PATH (the four IDX files, .gz or not)
   c.data.image_size = 32  # a power of two: the nets halve/double it down to 4x4
   c.data.load_size = 32  # the 28x28 digits are resized (bicubic) to 32x32

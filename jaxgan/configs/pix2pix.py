@@ -23,6 +23,7 @@ VARIANTS = ('demo', 'smoke')
 def base_config() -> ml_collections.ConfigDict:
   """Defaults of the PyTorch reference's pix2pix model (train.py --model pix2pix)."""
   c = common.base_config('pix2pix')
+  common.optimizer_groups(c, 'gen', 'disc')  # generators, discriminators
   # No default dataset: pix2pix data is aligned pairs in a folder (there is no
   # tensorflow-datasets builder for them).
   c.data.source = ''

@@ -1,9 +1,12 @@
 """Network registries and factories: the only entry point the trainers use.
 
-Owns the name -> network mapping (`GENERATORS`, `DISCRIMINATORS`, `NORMS`), the
-`make_*` factories that validate names, the input-size constraint of each
-generator and parameter counting. The architectures live in the sibling
-modules.
+`NETWORKS` maps every network's name to its factory, whatever the network's inputs
+(image -> image, z -> image, image -> logits, ...): `make(name, **kwargs)` builds one,
+each factory taking its own keyword arguments. `GENERATORS` and `DISCRIMINATORS` are
+the image-to-image families a config chooses from (`model.generator`,
+`model.discriminator`), with `make_generator` / `make_discriminator` checking names
+and norms, `size_multiple` giving a generator's input-size constraint.
+Parameter counting is here too. The architectures live in the sibling modules.
 """
 
 import functools
@@ -119,3 +122,18 @@ def make_dcgan_discriminator(*, image_size: int, ndf: int = 64,
                              dtype: Any = jnp.float32) -> nn.Module:
   """DCGAN D; `apply(variables, x [N, S, S, C], train=...)` -> logits [N, 1, 1, 1]."""
   return dcgan.DCGANDiscriminator(image_size=image_size, ndf=ndf, dtype=dtype)
+
+
+# Every network by name; a new GAN registers its networks here.
+NETWORKS: dict[str, Callable[..., nn.Module]] = {
+    **{name: functools.partial(make_generator, name) for name in GENERATORS},
+    **{name: functools.partial(make_discriminator, name) for name in DISCRIMINATORS},
+    'dcgan_generator': make_dcgan_generator,
+    'dcgan_discriminator': make_dcgan_discriminator,
+}
+
+
+def make(name: str, **kwargs) -> nn.Module:
+  """The network `name` of `NETWORKS`, built from its factory's keyword arguments."""
+  _check_name('network', name, NETWORKS)
+  return NETWORKS[name](**kwargs)

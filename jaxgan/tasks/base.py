@@ -1,10 +1,16 @@
-"""What every GAN task shares: config checks, the two optimizers and the stability knobs.
+"""What every GAN task shares: config checks, optimizer groups, EMA, gradient
+penalties, lazy regularisation steps and the stability knobs.
 
-A task subclasses `GANTask`, builds its networks into `self.modules` (name -> Flax
-module), names them in `GENERATORS` / `DISCRIMINATORS` (the two optimizer groups), and
-writes its `train_step` with the helpers here, so that `optimizer.*`, `loss.real_label`,
-`loss.lambda_gp` and `train.instance_noise*` act the same way in every GAN.
+A task subclasses `GANTask` (which implements `jaxgan.tasks.Task`, the contract the
+loop, the evaluators and the command-line tools use), builds its networks into
+`self.modules` (name -> Flax module), names its optimizer groups in `GROUPS`, and
+writes its main `train_step`, `sample`, `predictors` and `input_shapes` with the
+helpers here, so that `optimizer.*`, `ema.*`, `loss.gp*`, `loss.real_label` and
+`train.instance_noise*` act the same way in every GAN.
 """
+
+import dataclasses
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -12,47 +18,127 @@ import optax
 
 from jaxgan import losses, optim
 from jaxgan.errors import JaxganError
-from jaxgan.state import GANState
-from jaxgan.tasks.nets import compute_dtype, init_variables
+from jaxgan.state import GANState, InferenceState
+from jaxgan.tasks.nets import Nets, compute_dtype, init_variables
 
 CHANNELS = (1, 3)
+PENALTIES = ('none', 'wgangp', 'r1', 'r2')
+# Folded into the step key of a lazy regulariser, so it draws apart from the main step.
+_PENALTY_STREAM = 0x5E9
+
+
+@dataclasses.dataclass(frozen=True)
+class Translator:
+  """An image-to-image predictor: `fn(model, x)` maps [N, H, W, C] images in [-1, 1]
+  of data domain `source` ('a' or 'b') to images of domain `target`; H and W must be
+  multiples of `size_multiple`. `model` is a GANState or an InferenceState."""
+  fn: Callable[[Any, jax.Array], jax.Array]
+  source: str
+  target: str
+  size_multiple: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+  """An unconditional predictor: `fn(model, rng, n)` -> n images [n, H, W, C] in
+  [-1, 1]. Scores are logged under `suffix` ('' for the task's one sampler)."""
+  fn: Callable[[Any, jax.Array, int], jax.Array]
+  suffix: str = ''
 
 
 class GANTask:
-  """Base of the tasks; see `jaxgan.tasks` for the interface the loop uses."""
+  """Base of the tasks; see `jaxgan.tasks.Task` for the contract."""
 
   GENERATORS: tuple[str, ...] = ()
   DISCRIMINATORS: tuple[str, ...] = ()
+  D_LOSS_SCALE = 1.0  # the factor on each discriminator's loss (the reference: 1/2)
   data_mode = 'unpaired'  # 'unpaired' | 'paired' | 'single' (one domain, 'a' only)
-  evaluator = 'translation'  # jaxgan.evaluation.EVALUATORS key
-  directions: dict[str, str] = {}
+  size_multiple = 1
 
-  def __init__(self, config, steps_per_epoch: int):
+  def __init__(self, config, steps_per_epoch: int | None = None):
+    """`steps_per_epoch` None: inference only (no optimizers are built)."""
     self.config = config
-    c, o, t = config.loss, config.optimizer, config.train
+    c, t = config.loss, config.train
     losses.check_mode(c.gan_mode)
     self.dtype = compute_dtype(config.dtype)
     self.channels = config.data.channels
     if self.channels not in CHANNELS:
       raise JaxganError(f'data.channels={self.channels} must be 1 or 3')
-    if o.lr <= 0:
-      raise JaxganError(f'optimizer.lr={o.lr} must be > 0')
-    if o.lr_d < 0 or t.instance_noise < 0 or t.instance_noise_steps < 0:
-      raise JaxganError('optimizer.lr_d, train.instance_noise and '
-                        'train.instance_noise_steps must be >= 0')
+    if t.instance_noise < 0 or t.instance_noise_steps < 0:
+      raise JaxganError('train.instance_noise and train.instance_noise_steps must be >= 0')
     if c.lambda_gp < 0:
       raise JaxganError(f'loss.lambda_gp={c.lambda_gp} must be >= 0')
+    if c.gp not in PENALTIES + ('auto',):
+      raise JaxganError(f"unknown loss.gp '{c.gp}'; valid: auto, {', '.join(PENALTIES)}")
+    if c.gp_every < 1:
+      raise JaxganError(f'loss.gp_every={c.gp_every} must be >= 1')
     if not 0 < c.real_label <= 1:
       raise JaxganError(f'loss.real_label={c.real_label} must be in (0, 1]')
     if config.data.load_size < config.data.image_size:
       raise JaxganError(f'data.load_size={config.data.load_size} is smaller than '
                         f'data.image_size={config.data.image_size}')
-    self.schedule = optim.lr_schedule(o.lr, t.epochs, t.epochs_decay, steps_per_epoch)
-    self.schedule_d = optim.lr_schedule(o.lr_d or o.lr, t.epochs, t.epochs_decay,
-                                        steps_per_epoch)
-    self.optimizers = {'gen': optim.make_optimizer(o, self.schedule),
-                       'disc': optim.make_optimizer(o, self.schedule_d)}
+    e = config.ema
+    if e.half_life_images < 0 or e.rampup < 0 or not 0 <= e.decay < 1:
+      raise JaxganError('ema.half_life_images and ema.rampup must be >= 0 and ema.decay '
+                        'in [0, 1)')
+    self.penalty_kind = ('wgangp' if c.gan_mode == 'wgangp' else 'none'
+                         ) if c.gp == 'auto' else c.gp
+    self.group_settings = optim.resolve_groups(config.optimizer, tuple(self.GROUPS))
+    self.steps_per_epoch = steps_per_epoch
+    self.schedules, self.optimizers = {}, {}
+    if steps_per_epoch is not None:
+      total = t.num_steps or (t.epochs + t.epochs_decay) * max(1, steps_per_epoch)
+      lazy = self.group_of(self.DISCRIMINATORS) if self.lazy_penalty else None
+      for group, s in self.group_settings.items():
+        self.schedules[group] = optim.make_schedule(
+            s['schedule'], s['lr'], epochs=t.epochs, epochs_decay=t.epochs_decay,
+            steps_per_epoch=steps_per_epoch, total_steps=total)
+        self.optimizers[group] = optim.make_optimizer(
+            s, self.schedules[group], c.gp_every if group == lazy else 1)
     self.modules = {}
+
+  # -- the contract's members with a shared implementation -------------------------
+
+  @property
+  def GROUPS(self) -> Mapping[str, tuple[str, ...]]:  # noqa: N802 (a class constant)
+    """Optimizer group -> the networks it holds (override for other groupings)."""
+    return {'gen': self.GENERATORS, 'disc': self.DISCRIMINATORS}
+
+  @property
+  def ema_networks(self) -> tuple[str, ...]:
+    """The networks with an EMA of their weights (() when EMA is off)."""
+    e = self.config.ema
+    if not (e.half_life_images > 0 or e.decay > 0):
+      return ()
+    names = tuple(e.networks) or self.GENERATORS
+    unknown = [n for n in names if n not in self.modules]
+    if unknown:
+      raise JaxganError(f"ema.networks: unknown network(s) {', '.join(unknown)}; this "
+                        f"task's: {', '.join(self.modules)}")
+    return names
+
+  @property
+  def lazy_penalty(self) -> bool:
+    return self.penalty_kind != 'none' and self.config.loss.gp_every > 1
+
+  def step_functions(self) -> dict[str, tuple[Callable, int]]:
+    """name -> (pure step fn(state, batch) -> (state, metrics), interval), in the
+    order the loop runs them within one iteration. 'main' advances `state.step` and
+    updates the EMA; a lazy penalty runs as 'd_reg' every `loss.gp_every` steps."""
+    steps = {'main': (self._main_step, 1)}
+    if self.lazy_penalty:
+      steps['d_reg'] = (self.penalty_step, self.config.loss.gp_every)
+    return steps
+
+  def init_inference(self, rng: jax.Array) -> InferenceState:
+    """The inference part of the state (its shapes give the restore target)."""
+    params, stats = self._init_networks(jax.random.split(rng)[0])
+    return InferenceState(params=params, batch_stats=stats,
+                          ema_params=self._ema_init(params))
+
+  def input_shapes(self) -> dict[str, tuple]:
+    """Network name -> the input shape it is initialised with (in init order)."""
+    raise NotImplementedError
 
   def check_size_multiple(self, multiple: int, what: str) -> None:
     size = self.config.data.image_size
@@ -62,24 +148,41 @@ class GANTask:
 
   # -- state -----------------------------------------------------------------------
 
-  def new_state(self, rng: jax.Array, input_shapes: dict, aux=None) -> GANState:
-    """Initial state: each module of `input_shapes` (name -> input shape) initialised
-    from its own key, both optimizers' states, and the task's `aux` arrays."""
-    init_rng, state_rng = jax.random.split(rng)
+  def _init_networks(self, rng: jax.Array):
+    """Each network of `input_shapes` initialised from its own key, in order."""
     params, stats = {}, {}
-    keys = jax.random.split(init_rng, len(input_shapes))
-    for (name, shape), key in zip(input_shapes.items(), keys):
+    shapes = self.input_shapes()
+    for (name, shape), key in zip(shapes.items(), jax.random.split(rng, len(shapes))):
       params[name], stats[name] = init_variables(self.modules[name], key, shape)
+    return params, stats
+
+  def _ema_init(self, params) -> dict:
+    return {name: params[name] for name in self.ema_networks}
+
+  def new_state(self, rng: jax.Array, aux=None) -> GANState:
+    """Initial state: the networks, their EMA, every group's optimizer state, and the
+    task's `aux` arrays."""
+    if not self.optimizers:
+      raise JaxganError('this task was built for inference (no steps_per_epoch): it '
+                        'has no optimizers to initialise')
+    init_rng, state_rng = jax.random.split(rng)
+    params, stats = self._init_networks(init_rng)
     return GANState(
         step=jnp.zeros((), jnp.int32), rng=state_rng, params=params, batch_stats=stats,
-        opt_state={'gen': self.optimizers['gen'].init(self.group(params, 'gen')),
-                   'disc': self.optimizers['disc'].init(self.group(params, 'disc'))},
+        ema_params=self._ema_init(params),
+        opt_state={g: self.optimizers[g].init(self.group(params, g)) for g in self.GROUPS},
         aux=aux if aux is not None else {})
 
   def group(self, params, which: str) -> dict:
-    """The params of one optimizer group: 'gen' or 'disc'."""
-    names = self.GENERATORS if which == 'gen' else self.DISCRIMINATORS
-    return {k: params[k] for k in names}
+    """The params of one optimizer group."""
+    return {k: params[k] for k in self.GROUPS[which]}
+
+  def group_of(self, names) -> str:
+    """The optimizer group holding all the networks `names`."""
+    for group, members in self.GROUPS.items():
+      if set(names) <= set(members):
+        return group
+    raise JaxganError(f"no optimizer group holds all of {', '.join(names)}")
 
   def update(self, which: str, grads, state: GANState, params):
     """(new params of the group, its new optimizer state)."""
@@ -87,12 +190,40 @@ class GANTask:
     return optax.apply_updates(params, updates), opt
 
   def step_metrics(self, state: GANState, grads_g, grads_d, noise_std) -> dict:
-    """The metrics every task logs besides its losses."""
+    """The metrics every task logs besides its losses; the learning rates as 'lr'
+    (group gen), 'lr_D' (group disc) and 'lr_<group>' (any other group)."""
+    names = {'gen': 'lr', 'disc': 'lr_D'}
     return {'grad_norm_G': optax.global_norm(grads_g),
             'grad_norm_D': optax.global_norm(grads_d),
-            'lr': self.schedule(state.step),
-            'lr_D': self.schedule_d(state.step),
+            **{names.get(g, f'lr_{g}'): s(state.step) for g, s in self.schedules.items()},
             'instance_noise': noise_std}
+
+  # -- EMA ---------------------------------------------------------------------------
+
+  def _main_step(self, state: GANState, batch):
+    new, metrics = self.train_step(state, batch)
+    if not self.ema_networks:
+      return new, metrics
+    e = self.config.ema
+    beta = optim.ema_beta(state.step, batch_size=self.config.data.batch_size,
+                          decay=e.decay, half_life_images=e.half_life_images,
+                          rampup=e.rampup)
+    ema = {name: jax.tree.map(lambda p, m: p + beta * (m - p), new.params[name],
+                              new.ema_params[name])
+           for name in self.ema_networks}
+    return new.replace(ema_params=ema), {**metrics, 'ema_beta': beta}
+
+  def inference_params(self, model) -> dict:
+    """The params inference uses: the EMA weights in place of the live ones when the
+    task keeps an EMA and ema.for_inference is on."""
+    if self.config.ema.for_inference and model.ema_params:
+      return {**model.params, **model.ema_params}
+    return model.params
+
+  def nets(self, model, *, train: bool = False, rng=None, **kwargs) -> Nets:
+    """The networks of `model` (GANState or InferenceState) for inference."""
+    return Nets(self.modules, self.inference_params(model), model.batch_stats,
+                train=train, rng=rng, **kwargs)
 
   # -- stability knobs ---------------------------------------------------------------
 
@@ -111,13 +242,61 @@ class GANTask:
 
     return noisy, std
 
+  # -- gradient penalties ------------------------------------------------------------
+
+  def penalty(self, nets: Nets, name: str, real, fake, key) -> jax.Array:
+    """The unweighted penalty of discriminator `name` (batch-stat updates dropped)."""
+    d_fn = lambda x: nets.frozen(name, x)
+    if self.penalty_kind == 'wgangp':
+      return losses.gradient_penalty(d_fn, real, fake, key)
+    return losses.squared_gradient_norm(d_fn, real if self.penalty_kind == 'r1' else fake)
+
+  @property
+  def penalty_weight(self) -> float:
+    """lambda for wgangp; gamma / 2 for r1 and r2 (Mescheder et al. 2018)."""
+    lam = self.config.loss.lambda_gp
+    return lam if self.penalty_kind == 'wgangp' else lam / 2
+
   def discriminator_loss(self, nets, name: str, real, fake, gp_key):
-    """(loss on real + loss on fake, gradient penalty or None) of discriminator `name`;
-    the penalty (wgangp only) is already added to the loss, times loss.lambda_gp."""
+    """(loss on real + loss on fake, penalty or None) of discriminator `name`; a
+    penalty applied every step (loss.gp_every = 1) is already added, weighted."""
     c = self.config.loss
     loss = losses.discriminator_loss(c.gan_mode, nets(name, real), nets(name, fake),
                                      real_label=c.real_label)
-    if c.gan_mode != 'wgangp':
+    if self.penalty_kind == 'none' or self.lazy_penalty:
       return loss, None
-    gp = losses.gradient_penalty(lambda x: nets.frozen(name, x), real, fake, gp_key)
-    return loss + c.lambda_gp * gp, gp
+    gp = self.penalty(nets, name, real, fake, gp_key)
+    return loss + self.penalty_weight * gp, gp
+
+  def penalty_inputs(self, state: GANState, batch, key) -> dict:
+    """{discriminator: (real input, fake input or None)} for a lazy penalty step; the
+    fakes are needed (not None) for wgangp and r2 only."""
+    raise NotImplementedError
+
+  @property
+  def penalty_needs_fakes(self) -> bool:
+    return self.penalty_kind in ('wgangp', 'r2')
+
+  def penalty_step(self, state: GANState, batch):
+    """The lazy penalty as its own gradient step of the discriminators' group: the
+    penalty x its weight x loss.gp_every (the reference's lazy regularisation), on
+    inputs without instance noise; `state.step` is not advanced."""
+    key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), _PENALTY_STREAM)
+    inputs = self.penalty_inputs(state, batch, key)
+    group = self.group_of(tuple(inputs))
+    scale = self.penalty_weight * self.config.loss.gp_every * self.D_LOSS_SCALE
+
+    def objective(group_params):
+      nets = Nets(self.modules, {**state.params, **group_params}, state.batch_stats,
+                  train=True)
+      terms = {f'reg_gp_{name}': self.penalty(nets, name, jax.lax.stop_gradient(real),
+                                              fake, jax.random.fold_in(key, i))
+               for i, (name, (real, fake)) in enumerate(inputs.items())}
+      return scale * sum(terms.values()), terms
+
+    params = self.group(state.params, group)
+    (total, terms), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    params, opt = self.update(group, grads, state, params)
+    return (state.replace(params={**state.params, **params},
+                          opt_state={**state.opt_state, group: opt}),
+            {**terms, 'reg_loss_D': total, 'reg_grad_norm_D': optax.global_norm(grads)})

@@ -23,19 +23,18 @@ from jaxgan import losses, models
 from jaxgan import pool as image_pool
 from jaxgan.errors import JaxganError
 from jaxgan.state import GANState
-from jaxgan.tasks.base import GANTask
+from jaxgan.tasks.base import GANTask, Translator
 from jaxgan.tasks.nets import Nets
 
 
 class CycleGAN(GANTask):
   GENERATORS = ('G', 'F')
   DISCRIMINATORS = ('D_A', 'D_B')
+  D_LOSS_SCALE = 0.5
   data_mode = 'unpaired'
-  evaluator = 'translation'
   sample_columns = ('real A', 'G(A)', 'F(G(A))', 'real B', 'F(B)', 'G(F(B))')
-  directions = {'AtoB': 'G', 'BtoA': 'F'}
 
-  def __init__(self, config, steps_per_epoch: int):
+  def __init__(self, config, steps_per_epoch: int | None = None):
     super().__init__(config, steps_per_epoch)
     m, loss_cfg = config.model, config.loss
     generator = models.make_generator(
@@ -55,14 +54,16 @@ class CycleGAN(GANTask):
 
   # -- state -----------------------------------------------------------------------
 
-  def init_state(self, rng: jax.Array) -> GANState:
+  def input_shapes(self) -> dict[str, tuple]:
     size = self.config.data.image_size
     shape = (1, size, size, self.channels)
-    pool_size = self.config.train.pool_size
-    return self.new_state(
-        rng, {name: shape for name in self.GENERATORS + self.DISCRIMINATORS},
-        aux={'pool_A': image_pool.init_pool(pool_size, shape[1:]),
-             'pool_B': image_pool.init_pool(pool_size, shape[1:])})
+    return {name: shape for name in self.GENERATORS + self.DISCRIMINATORS}
+
+  def init_state(self, rng: jax.Array) -> GANState:
+    size, pool_size = self.config.data.image_size, self.config.train.pool_size
+    image = (size, size, self.channels)
+    return self.new_state(rng, aux={'pool_A': image_pool.init_pool(pool_size, image),
+                                    'pool_B': image_pool.init_pool(pool_size, image)})
 
   # -- the step --------------------------------------------------------------------
 
@@ -117,7 +118,7 @@ class CycleGAN(GANTask):
                                            noisy(fake, 3 + 2 * i), k_gp)
         if gp is not None:
           terms['gp_' + name[-1]] = gp
-        terms[name] = 0.5 * loss
+        terms[name] = self.D_LOSS_SCALE * loss
       total = terms['D_A'] + terms['D_B']
       return total, (terms, nets.stats)
 
@@ -137,13 +138,29 @@ class CycleGAN(GANTask):
     )
     return new_state, metrics
 
+  def penalty_inputs(self, state: GANState, batch, key):
+    real_a, real_b = batch['a'], batch['b']
+    if not self.penalty_needs_fakes:
+      return {'D_A': (real_a, None), 'D_B': (real_b, None)}
+    nets = Nets(self.modules, state.params, state.batch_stats, train=True, rng=key)
+    fake_b, fake_a = nets.frozen('G', real_a), nets.frozen('F', real_b)
+    return {'D_A': (real_a, jax.lax.stop_gradient(fake_a)),
+            'D_B': (real_b, jax.lax.stop_gradient(fake_b))}
+
   # -- inference -------------------------------------------------------------------
 
-  def generate(self, state: GANState, name: str, x: jax.Array) -> jax.Array:
-    return Nets(self.modules, state.params, state.batch_stats, train=False)(name, x)
+  def generate(self, model, name: str, x: jax.Array) -> jax.Array:
+    """Generator `name` (G or F) in inference mode, on `model`'s inference weights."""
+    return self.nets(model)(name, x)
+
+  def predictors(self) -> dict[str, Translator]:
+    return {'AtoB': Translator(lambda m, x: self.generate(m, 'G', x), 'a', 'b',
+                               self.size_multiple),
+            'BtoA': Translator(lambda m, x: self.generate(m, 'F', x), 'b', 'a',
+                               self.size_multiple)}
 
   def sample(self, state: GANState, batch):
-    nets = Nets(self.modules, state.params, state.batch_stats, train=False)
+    nets = self.nets(state)
     real_a, real_b = batch['a'], batch['b']
     fake_b = nets('G', real_a)
     fake_a = nets('F', real_b)

@@ -19,7 +19,7 @@ import jax
 from jaxgan import losses, models
 from jaxgan.errors import JaxganError
 from jaxgan.state import GANState
-from jaxgan.tasks.base import GANTask
+from jaxgan.tasks.base import GANTask, Sampler
 from jaxgan.tasks.nets import Nets
 
 
@@ -27,11 +27,8 @@ class DCGAN(GANTask):
   GENERATORS = ('G',)
   DISCRIMINATORS = ('D',)
   data_mode = 'single'
-  evaluator = 'samples'
-  directions = {}
-  size_multiple = 1
 
-  def __init__(self, config, steps_per_epoch: int):
+  def __init__(self, config, steps_per_epoch: int | None = None):
     super().__init__(config, steps_per_epoch)
     m = config.model
     if m.latent_dim < 1:
@@ -39,21 +36,22 @@ class DCGAN(GANTask):
     self.latent_dim = m.latent_dim
     size = config.data.image_size
     self.modules = {
-        'G': models.make_dcgan_generator(image_size=size, channels=self.channels,
-                                         ngf=m.ngf, dtype=self.dtype),
-        'D': models.make_dcgan_discriminator(image_size=size, ndf=m.ndf,
-                                             dtype=self.dtype),
+        'G': models.make('dcgan_generator', image_size=size, channels=self.channels,
+                         ngf=m.ngf, dtype=self.dtype),
+        'D': models.make('dcgan_discriminator', image_size=size, ndf=m.ndf,
+                         dtype=self.dtype),
     }
     self.grid = config.train.sample_size
     self.sample_columns = tuple(f'samples {j}' for j in range(self.grid))
 
-  def init_state(self, rng: jax.Array) -> GANState:
+  def input_shapes(self) -> dict[str, tuple]:
     size = self.config.data.image_size
+    return {'G': (1, self.latent_dim), 'D': (1, size, size, self.channels)}
+
+  def init_state(self, rng: jax.Array) -> GANState:
     z_key, rng = jax.random.split(rng)
     sample_z = jax.random.normal(z_key, (self.grid * self.grid, self.latent_dim))
-    return self.new_state(rng, {'G': (1, self.latent_dim),
-                                'D': (1, size, size, self.channels)},
-                          aux={'sample_z': sample_z})
+    return self.new_state(rng, aux={'sample_z': sample_z})
 
   def train_step(self, state: GANState, batch):
     c = self.config.loss
@@ -100,14 +98,25 @@ class DCGAN(GANTask):
                               opt_state={'gen': opt_gen, 'disc': opt_disc})
     return new_state, metrics
 
+  def penalty_inputs(self, state: GANState, batch, key):
+    real, fake = batch['a'], None
+    if self.penalty_needs_fakes:
+      z = jax.random.normal(key, (real.shape[0], self.latent_dim))
+      nets = Nets(self.modules, state.params, state.batch_stats, train=True)
+      fake = jax.lax.stop_gradient(nets.frozen('G', z))
+    return {'D': (real, fake)}
+
   # -- inference -------------------------------------------------------------------
 
-  def _generator(self, state: GANState, z: jax.Array) -> jax.Array:
-    return Nets(self.modules, state.params, state.batch_stats, train=False)('G', z)
+  def _generator(self, model, z: jax.Array) -> jax.Array:
+    return self.nets(model)('G', z)
 
-  def generate_samples(self, state: GANState, rng: jax.Array, n: int) -> jax.Array:
+  def generate_samples(self, model, rng: jax.Array, n: int) -> jax.Array:
     """n images [n, S, S, channels] in [-1, 1] from z ~ N(0, I) drawn with `rng`."""
-    return self._generator(state, jax.random.normal(rng, (n, self.latent_dim)))
+    return self._generator(model, jax.random.normal(rng, (n, self.latent_dim)))
+
+  def predictors(self) -> dict[str, Sampler]:
+    return {'samples': Sampler(self.generate_samples)}
 
   def sample(self, state: GANState, batch):
     """The fixed-noise grid: sample_size columns of sample_size images each."""

@@ -1,12 +1,14 @@
 """Applying a GAN's named Flax modules inside a pure step.
 
-`Nets` calls modules by name ('G', 'D_A', ...) in train or inference mode. In train mode
-batch-norm statistics are threaded through the calls in the order they are made (what
-PyTorch's in-place running stats do), and each call gets its own dropout key, so the
-step stays a pure function of (state, batch).
+`Nets` calls modules by name ('G', 'D_A', ...) with any positional and keyword inputs,
+in train or inference mode. In train mode batch-norm statistics are threaded through the
+calls in the order they are made (what PyTorch's in-place running stats do). Given a
+key, each call gets its own key per named RNG stream (Flax `rngs`: 'dropout', 'noise',
+...), so the step stays a pure function of (state, batch).
 """
 
-from typing import Any, Mapping
+import zlib
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +36,14 @@ class Nets:
   """Calls named modules with the given params and (threaded) batch stats."""
 
   def __init__(self, modules: Mapping[str, Any], params: Mapping[str, Any],
-               batch_stats: Mapping[str, Any], *, train: bool, rng=None):
+               batch_stats: Mapping[str, Any], *, train: bool, rng=None,
+               streams: Sequence[str] = ('dropout',)):
     self.modules = modules
     self.params = params
     self.stats = dict(batch_stats)
     self.train = train
     self._rng = rng
+    self._streams = tuple(streams)
     self._calls = 0
 
   def _variables(self, name):
@@ -48,26 +52,32 @@ class Nets:
       variables['batch_stats'] = self.stats[name]
     return variables
 
-  def _rngs(self):
-    if not self.train or self._rng is None:
+  def _rngs(self) -> dict:
+    """This call's key per stream: 'dropout' takes the call's key itself (as before
+    there were other streams, so existing runs keep their numbers), any other stream
+    the call's key folded with a hash of the stream's name."""
+    if self._rng is None:
       return {}
     self._calls += 1
-    return {'dropout': jax.random.fold_in(self._rng, self._calls)}
+    key = jax.random.fold_in(self._rng, self._calls)
+    return {s: key if s == 'dropout' else jax.random.fold_in(key, zlib.crc32(s.encode()))
+            for s in self._streams}
 
-  def _apply(self, name: str, x: jax.Array, keep_stats: bool) -> jax.Array:
+  def _apply(self, name: str, args, kwargs, keep_stats: bool):
     module = self.modules[name]
+    kwargs = {'train': self.train, 'rngs': self._rngs(), **kwargs}
     if not (self.train and self.stats.get(name)):
-      return module.apply(self._variables(name), x, train=self.train, rngs=self._rngs())
-    y, updates = module.apply(self._variables(name), x, train=True, rngs=self._rngs(),
-                              mutable=['batch_stats'])
+      return module.apply(self._variables(name), *args, **kwargs)
+    y, updates = module.apply(self._variables(name), *args, mutable=['batch_stats'],
+                              **kwargs)
     if keep_stats:
       self.stats[name] = updates['batch_stats']
     return y
 
-  def __call__(self, name: str, x: jax.Array) -> jax.Array:
-    return self._apply(name, x, keep_stats=True)
+  def __call__(self, name: str, *args, **kwargs):
+    return self._apply(name, args, kwargs, keep_stats=True)
 
-  def frozen(self, name: str, x: jax.Array) -> jax.Array:
+  def frozen(self, name: str, *args, **kwargs):
     """Like calling, but batch-stat updates are dropped (for inner derivatives such as
     the gradient penalty, which must not leak into the state)."""
-    return self._apply(name, x, keep_stats=False)
+    return self._apply(name, args, kwargs, keep_stats=False)

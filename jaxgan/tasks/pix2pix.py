@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jaxgan import losses, models
 from jaxgan.errors import JaxganError
 from jaxgan.state import GANState
-from jaxgan.tasks.base import GANTask
+from jaxgan.tasks.base import GANTask, Translator
 from jaxgan.tasks.nets import Nets
 
 DIRECTIONS = ('AtoB', 'BtoA')
@@ -26,10 +26,10 @@ DIRECTIONS = ('AtoB', 'BtoA')
 class Pix2Pix(GANTask):
   GENERATORS = ('G',)
   DISCRIMINATORS = ('D',)
+  D_LOSS_SCALE = 0.5
   data_mode = 'paired'
-  evaluator = 'translation'
 
-  def __init__(self, config, steps_per_epoch: int):
+  def __init__(self, config, steps_per_epoch: int | None = None):
     super().__init__(config, steps_per_epoch)
     m = config.model
     direction = config.data.direction
@@ -37,7 +37,6 @@ class Pix2Pix(GANTask):
       raise JaxganError(f"data.direction='{direction}' must be AtoB or BtoA")
     if config.loss.lambda_l1 < 0:
       raise JaxganError(f'loss.lambda_l1={config.loss.lambda_l1} must be >= 0')
-    self.directions = {direction: 'G'}
     self.sample_columns = (f'real {direction[0]}', f'G({direction[0]})',
                            f'real {direction[-1]}')
     self.modules = {
@@ -57,10 +56,12 @@ class Pix2Pix(GANTask):
       return batch['a'], batch['b']
     return batch['b'], batch['a']
 
-  def init_state(self, rng: jax.Array) -> GANState:
+  def input_shapes(self) -> dict[str, tuple]:
     size = self.config.data.image_size
-    return self.new_state(rng, {'G': (1, size, size, self.channels),
-                                'D': (1, size, size, 2 * self.channels)})
+    return {'G': (1, size, size, self.channels), 'D': (1, size, size, 2 * self.channels)}
+
+  def init_state(self, rng: jax.Array) -> GANState:
+    return self.new_state(rng)
 
   def train_step(self, state: GANState, batch):
     c = self.config.loss
@@ -85,7 +86,7 @@ class Pix2Pix(GANTask):
       loss, gp = self.discriminator_loss(
           nets, 'D', noisy(pair(real_a, real_b), 0),
           noisy(pair(real_a, jax.lax.stop_gradient(fake_b)), 1), k_gp)
-      terms = {'D': 0.5 * loss, **({} if gp is None else {'gp': gp})}
+      terms = {'D': self.D_LOSS_SCALE * loss, **({} if gp is None else {'gp': gp})}
       return terms['D'], (terms, nets.stats)
 
     (_, (d_terms, stats)), grads_d = jax.value_and_grad(
@@ -116,20 +117,35 @@ class Pix2Pix(GANTask):
                               opt_state={'gen': opt_gen, 'disc': opt_disc})
     return new_state, metrics
 
+  def penalty_inputs(self, state: GANState, batch, key):
+    real_a, real_b = self._pair(batch)
+    pair = lambda x, y: jnp.concatenate([x, y.astype(x.dtype)], axis=-1)
+    fake = None
+    if self.penalty_needs_fakes:
+      nets = Nets(self.modules, state.params, state.batch_stats, train=True, rng=key)
+      fake = jax.lax.stop_gradient(pair(real_a, nets.frozen('G', real_a)))
+    return {'D': (pair(real_a, real_b), fake)}
+
   # -- inference -------------------------------------------------------------------
 
-  def generate(self, state: GANState, name: str, x: jax.Array) -> jax.Array:
+  def generate(self, model, name: str, x: jax.Array) -> jax.Array:
+    """Generator `name` at test time, on `model`'s inference weights."""
     if not self.config.model.test_batch_stats:
-      return Nets(self.modules, state.params, state.batch_stats, train=False)(name, x)
+      return self.nets(model)(name, x)
     # The reference's test mode: each image normalised by its own statistics, dropout
     # on. One fixed dropout key for every image: outputs do not depend on the batch.
     key = jax.random.PRNGKey(self.config.seed)
 
     def one(image):
-      nets = Nets(self.modules, state.params, state.batch_stats, train=True, rng=key)
-      return nets(name, image[None])[0]
+      return self.nets(model, train=True, rng=key)(name, image[None])[0]
 
     return jax.vmap(one)(x)
+
+  def predictors(self) -> dict[str, Translator]:
+    direction = self.config.data.direction
+    source, target = ('a', 'b') if direction == 'AtoB' else ('b', 'a')
+    return {direction: Translator(lambda m, x: self.generate(m, 'G', x), source, target,
+                                  self.size_multiple)}
 
   def sample(self, state: GANState, batch):
     real_a, real_b = self._pair(batch)

@@ -1,0 +1,66 @@
+"""Golden steps: each task's metrics after two steps at a fixed seed, and its parameters'
+absolute sums, as written down from a run of the code *before* the task-contract
+refactor (commit 75da7d0, `make_task(config, 10)`, `jax.jit(task.train_step)` twice on
+the batches below, CPU, float32). The refactor must change no numerics: these are
+the numbers of the old code, not of the code under test.
+
+The tolerance (1e-5 relative) absorbs the reduction-order noise a different XLA
+thread split could bring; any change to an objective, an initialisation, a key or an
+optimizer moves these by far more.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgan import config as config_lib
+from jaxgan.tasks import make_task
+
+GOLDEN = {
+    'cyclegan:smoke': (
+        [{'grad_norm_D': 19.92214, 'grad_norm_G': 150.6666, 'loss_D_A': 0.4629314,
+          'loss_D_B': 0.3314077, 'loss_G': 17.69004, 'loss_G_A': 0.5668314,
+          'loss_G_B': 0.9063628, 'loss_cycle_A': 5.441308, 'loss_cycle_B': 5.363726,
+          'loss_idt_A': 2.702572, 'loss_idt_B': 2.709242},
+         {'grad_norm_D': 20.80538, 'grad_norm_G': 151.1584, 'loss_D_A': 0.4481039,
+          'loss_D_B': 0.4756455, 'loss_G': 17.66612, 'loss_G_A': 0.4878688,
+          'loss_G_B': 0.9555221, 'loss_cycle_A': 5.459237, 'loss_cycle_B': 5.331812,
+          'loss_idt_A': 2.685723, 'loss_idt_B': 2.745963}],
+        {'D_A': 706.728589, 'D_B': 709.621824, 'F': 1984.9464, 'G': 1988.27706}),
+    'pix2pix:smoke': (
+        [{'grad_norm_D': 1.51982, 'grad_norm_G': 9.001144, 'loss_D': 0.7230188,
+          'loss_G': 51.10197, 'loss_G_GAN': 0.5763571, 'loss_G_L1': 50.52561},
+         {'grad_norm_D': 1.479815, 'grad_norm_G': 8.101321, 'loss_D': 0.7355539,
+          'loss_G': 50.84813, 'loss_G_GAN': 0.5786933, 'loss_G_L1': 50.26944}],
+        {'D': 827.841913, 'G': 7664.16789}),
+    'dcgan:smoke': (
+        [{'grad_norm_D': 4.694691, 'grad_norm_G': 1.149015, 'loss_D': 1.431,
+          'loss_G': 0.6945996},
+         {'grad_norm_D': 4.736726, 'grad_norm_G': 1.31859, 'loss_D': 1.4521,
+          'loss_G': 0.7101259}],
+        {'D': 53.8349423, 'G': 90.999838}),
+}
+
+
+def _batch(c, step):
+  rng = np.random.default_rng(100 + step)
+  shape = (c.data.batch_size, c.data.image_size, c.data.image_size, c.data.channels)
+  keys = 'a' if c.task == 'dcgan' else 'ab'
+  return {k: rng.uniform(-1, 1, shape).astype(np.float32) for k in keys}
+
+
+@pytest.mark.parametrize('experiment', sorted(GOLDEN))
+def test_two_steps_match_the_pre_refactor_numbers(experiment):
+  c = config_lib.get_experiment(experiment)
+  task = make_task(c, steps_per_epoch=10)
+  state = task.init_state(jax.random.PRNGKey(c.seed))
+  step = jax.jit(task.train_step)
+  history, param_sums = GOLDEN[experiment]
+  for i, expected in enumerate(history):
+    state, metrics = step(state, _batch(c, i))
+    got = {k: float(metrics[k]) for k in expected}
+    assert got == pytest.approx(expected, rel=1e-5), (i, got)
+  sums = {name: float(sum(np.abs(np.asarray(leaf, np.float64)).sum()
+                          for leaf in jax.tree.leaves(tree)))
+          for name, tree in state.params.items()}
+  assert sums == pytest.approx(param_sums, rel=1e-6)
