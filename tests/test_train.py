@@ -29,14 +29,21 @@ def _equal_trees(a, b):
   return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
 
 
-@pytest.mark.parametrize('experiment', ['cyclegan:smoke', 'pix2pix:smoke',
-                                        'dcgan:smoke'])
-def test_resume_is_bit_exact(tmp_path, experiment):
+# An EMA (ramped half-life) and a lazy R1 step every 2 iterations (run at 0, 2, 4: the
+# restart at 3 must neither skip nor repeat the one at 4).
+LAZY_EMA = {'ema.half_life_images': 40.0, 'ema.rampup': 0.5, 'loss.gp': 'r1',
+            'loss.gp_every': 2}
+
+
+@pytest.mark.parametrize('experiment,extra', [
+    ('cyclegan:smoke', {}), ('pix2pix:smoke', {}), ('dcgan:smoke', {}),
+    ('dcgan:smoke', LAZY_EMA)], ids=['cyclegan', 'pix2pix', 'dcgan', 'dcgan-ema-lazy-r1'])
+def test_resume_is_bit_exact(tmp_path, experiment, extra):
   # 6 steps over epochs of 4 steps (8 images / batch 2; DCGAN: 2 steps of batch 4):
   # the restart at step 3 falls inside an epoch and the run crosses an epoch boundary
-  # after it. Batch norm and dropout (pix2pix), the pools (CycleGAN) and the fixed
-  # sample noise (DCGAN) are all in the state.
-  common = {'train.checkpoint_every': 3, 'train.sample_every': 0}
+  # after it. Batch norm and dropout (pix2pix), the pools (CycleGAN), the fixed
+  # sample noise (DCGAN) and the EMA are all in the state.
+  common = {'train.checkpoint_every': 3, 'train.sample_every': 0, **extra}
   straight = train.train_and_evaluate(
       _smoke(experiment, **{'train.num_steps': 6}, **common), tmp_path / 'straight')
   first = train.train_and_evaluate(
@@ -49,6 +56,8 @@ def test_resume_is_bit_exact(tmp_path, experiment):
   assert _equal_trees(straight.opt_state, resumed.opt_state)
   assert _equal_trees(straight.aux, resumed.aux)
   assert _equal_trees(straight.batch_stats, resumed.batch_stats)
+  assert _equal_trees(straight.ema_params, resumed.ema_params)
+  assert bool(straight.ema_params) == bool(extra)
   ckpt = checkpointing.Checkpoints(tmp_path / 'resumed' / 'checkpoints', read_only=True)
   assert ckpt.all_steps() == [3, 6]
 
