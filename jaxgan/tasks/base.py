@@ -88,13 +88,13 @@ class GANTask:
     self.schedules, self.optimizers = {}, {}
     if steps_per_epoch is not None:
       total = t.num_steps or (t.epochs + t.epochs_decay) * max(1, steps_per_epoch)
-      lazy = self.group_of(self.DISCRIMINATORS) if self.lazy_penalty else None
+      lazy = self.lazy_intervals()
       for group, s in self.group_settings.items():
         self.schedules[group] = optim.make_schedule(
             s['schedule'], s['lr'], epochs=t.epochs, epochs_decay=t.epochs_decay,
             steps_per_epoch=steps_per_epoch, total_steps=total)
-        self.optimizers[group] = optim.make_optimizer(
-            s, self.schedules[group], c.gp_every if group == lazy else 1)
+        self.optimizers[group] = optim.make_optimizer(s, self.schedules[group],
+                                                      lazy.get(group, 1))
     self.modules = {}
 
   # -- the contract's members with a shared implementation -------------------------
@@ -120,6 +120,15 @@ class GANTask:
   @property
   def lazy_penalty(self) -> bool:
     return self.penalty_kind != 'none' and self.config.loss.gp_every > 1
+
+  def lazy_intervals(self) -> dict[str, int]:
+    """Optimizer group -> interval k of the lazy regulariser step that also updates
+    it (its optimizer gets the lazy correction). Called before the subclass's
+    __init__ body runs: read the config only. A task with its own lazy steps (e.g. a
+    path-length step on 'gen') adds them here."""
+    if not self.lazy_penalty:
+      return {}
+    return {self.group_of(self.DISCRIMINATORS): self.config.loss.gp_every}
 
   def step_functions(self) -> dict[str, tuple[Callable, int]]:
     """name -> (pure step fn(state, batch) -> (state, metrics), interval), in the
