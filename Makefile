@@ -21,7 +21,7 @@ train: $(STAMP)
 	$(VENV)/bin/python -m jaxgan.main --experiment $(EXPERIMENT) --workdir $(WORKDIR)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n 2 tests
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup tests
 
 clean:
 	rm -rf $(VENV) runs

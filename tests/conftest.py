@@ -8,6 +8,8 @@ is removed at exit, so no result depends on an earlier run.
 """
 
 import atexit
+import dataclasses
+import importlib
 import os
 import shutil
 import sys
@@ -59,3 +61,22 @@ if 'JAXGAN_CACHE' not in os.environ:
   _JAXGAN_CACHE = tempfile.mkdtemp(prefix='jaxgan-test-cache-')
   atexit.register(shutil.rmtree, _JAXGAN_CACHE, ignore_errors=True)
   os.environ['JAXGAN_CACHE'] = _JAXGAN_CACHE
+
+
+@dataclasses.dataclass
+class Ran:
+  returncode: int
+  stdout: str
+  stderr: str
+
+
+def run_in_process(capsys, module: str, *args: str) -> Ran:
+  """`python -m MODULE ARGS` run in this process, as its entry point does (one-line
+  errors and exit codes through `jaxgan.cli.run`); one subprocess test per command
+  keeps the real command-line contract covered, the other cases save a start-up."""
+  from jaxgan import cli
+  main = importlib.import_module(module).main
+  capsys.readouterr()
+  code = cli.run(main, list(args))
+  out = capsys.readouterr()
+  return Ran(code, out.out, out.err)

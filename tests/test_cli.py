@@ -1,5 +1,6 @@
 """The command-line contract: `jaxgan.main` on cyclegan:smoke, `jaxgan.translate`, and
-one-line errors for bad inputs."""
+one-line errors for bad inputs. One subprocess run per command; the error cases run
+the same entry points in-process (`conftest.run_in_process`)."""
 
 import json
 import subprocess
@@ -8,7 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PYTHON, REPO, subprocess_env
+from conftest import PYTHON, REPO, run_in_process, subprocess_env
+
+# One worker runs this module, so the module-scoped smoke run is trained once.
+pytestmark = pytest.mark.xdist_group('cli_smoke_run')
 
 
 def _run(*args, timeout=600):
@@ -50,7 +54,7 @@ def test_main_writes_the_workdir(smoke_run):
   assert 'ETA' in out.stderr
 
 
-def test_translate_any_size_and_mode(smoke_run, tmp_path):
+def test_translate_any_size_and_mode(smoke_run, tmp_path, capsys):
   workdir, _ = smoke_run
   src = tmp_path / 'in'
   src.mkdir()
@@ -67,25 +71,27 @@ def test_translate_any_size_and_mode(smoke_run, tmp_path):
   sizes = {p.stem: Image.open(p).size for p in dst.iterdir()}
   assert sizes == {'gray': (41, 30), 'rgba': (20, 33), 'rgb': (48, 64)}
   assert all(Image.open(p).mode == 'RGB' for p in dst.iterdir())
-  # One file and an explicit step.
-  out = _run('jaxgan.translate', '--workdir', str(workdir), '--direction', 'AtoB',
-             '--input', str(src / 'rgb.jpg'), '--output', str(dst / 'one'), '--step', '2')
+  # One file and an explicit step (in-process: the command's contract is checked above).
+  out = run_in_process(capsys, 'jaxgan.translate', '--workdir', str(workdir), '--direction',
+                       'AtoB', '--input', str(src / 'rgb.jpg'), '--output',
+                       str(dst / 'one'), '--step', '2')
   assert out.returncode == 0, out.stderr[-3000:]
   assert 'step-2 checkpoint' in out.stdout
   assert (dst / 'one' / 'rgb.png').is_file()
 
 
-def test_translate_errors(smoke_run, tmp_path):
+def test_translate_errors(smoke_run, tmp_path, capsys):
   workdir, _ = smoke_run
   img = tmp_path / 'x.png'
   Image.new('RGB', (8, 8)).save(img)
   common = ['--input', str(img), '--output', str(tmp_path / 'o')]
-  _one_line_error(_run('jaxgan.translate', '--workdir', str(workdir), '--direction', 'AtoC',
-                       *common), "direction 'AtoC' is not one of AtoB, BtoA")
-  _one_line_error(_run('jaxgan.translate', '--workdir', str(workdir), '--direction', 'AtoB',
-                       '--step', '3', *common), 'no checkpoint at step 3')
-  _one_line_error(_run('jaxgan.translate', '--workdir', str(tmp_path), '--direction', 'AtoB',
-                       *common), 'is not a jaxgan workdir')
+  run = lambda *args: run_in_process(capsys, 'jaxgan.translate', *args, *common)
+  _one_line_error(run('--workdir', str(workdir), '--direction', 'AtoC'),
+                  "direction 'AtoC' is not one of AtoB, BtoA")
+  _one_line_error(run('--workdir', str(workdir), '--direction', 'AtoB', '--step', '3'),
+                  'no checkpoint at step 3')
+  _one_line_error(run('--workdir', str(tmp_path), '--direction', 'AtoB'),
+                  'is not a jaxgan workdir')
 
 
 @pytest.mark.parametrize('args,pattern', [
@@ -102,5 +108,6 @@ def test_translate_errors(smoke_run, tmp_path):
      '/nonexistent/x'),
     (['--experiment', 'cyclegan:smoke', '--config.data.source=magic:1'], 'magic:1'),
 ])
-def test_main_bad_inputs(args, pattern, tmp_path):
-  _one_line_error(_run('jaxgan.main', '--workdir', str(tmp_path / 'w'), *args), pattern)
+def test_main_bad_inputs(args, pattern, tmp_path, capsys):
+  _one_line_error(run_in_process(capsys, 'jaxgan.main', '--workdir', str(tmp_path / 'w'),
+                                 *args), pattern)

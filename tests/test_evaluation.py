@@ -2,6 +2,7 @@
 DCGAN, through `jaxgan.evaluate`."""
 
 import json
+import logging
 
 import jax
 import numpy as np
@@ -49,7 +50,7 @@ def test_paired_scores_compare_each_output_with_its_own_target():
   assert 0 < results['ssim_BtoA'] < 1
 
 
-def test_dcgan_fid_of_samples_through_jaxgan_evaluate(tmp_path, capsys):
+def test_dcgan_fid_of_samples_through_jaxgan_evaluate(tmp_path, capsys, caplog):
   require(WEIGHTS, 'the FID Inception weights')
   c = _config('dcgan:smoke', **{'train.sample_every': 0})
   train.train_and_evaluate(c, tmp_path)
@@ -62,7 +63,12 @@ def test_dcgan_fid_of_samples_through_jaxgan_evaluate(tmp_path, capsys):
   c = config_lib.from_json((tmp_path / 'config.json').read_text())
   c.eval.weights, c.eval.kid = str(WEIGHTS), False
   _, task, state, _ = runs.restore_inference(tmp_path)
+  caplog.set_level(logging.INFO)
+  caplog.clear()
   again = evaluation.make_evaluator(task, runs.open_source(c), c, num_images=6)(state)
   assert again['fid'] == pytest.approx(results['fid'], rel=1e-6)
+  # The 6 real test digits' features come from the cache `evaluate` filled.
+  assert 'reusing cached real-image features 6x2048' in caplog.text
+  assert 'computed real-image features' not in caplog.text
   with pytest.raises(JaxganError, match='--num-images must be >= 0'):
     evaluate.main(['--workdir', str(tmp_path), '--num-images', '-1'])
