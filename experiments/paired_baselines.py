@@ -21,8 +21,12 @@ import numpy as np
 
 from jaxgan import data
 from jaxgan.errors import JaxganError
-from jaxgan.evaluation import _ENDS, _rgb
+from jaxgan.evaluation import _rgb
 from jaxgan.metrics import features, fid, paired
+
+
+# direction -> (input domain, target domain)
+_ENDS = {'AtoB': ('a', 'b'), 'BtoA': ('b', 'a')}
 
 
 def _all(image_set, size: int) -> np.ndarray:

@@ -11,7 +11,9 @@ from PIL import Image
 
 from conftest import PYTHON, REPO, run_in_process, subprocess_env
 
-# One worker runs this module, so the module-scoped smoke run is trained once.
+# One worker runs this module and the smoke run is session-scoped (a module-scoped one
+# is torn down whenever the worker runs another module's test in between), so it
+# trains once.
 pytestmark = pytest.mark.xdist_group('cli_smoke_run')
 
 
@@ -28,7 +30,7 @@ def _one_line_error(out, pattern):
   assert pattern in last, last
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def smoke_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('smoke')
   out = _run('jaxgan.main', '--experiment', 'cyclegan:smoke', '--workdir', str(workdir))
