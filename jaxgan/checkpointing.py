@@ -45,13 +45,15 @@ class Checkpoints:
   def restore_fields(self, abstract_fields: dict, step: int) -> dict:
     """Restores only the named fields of the saved state (a partial restore, e.g.
     params and EMA for inference: no optimizer state is read)."""
+    # Orbax's partial restore cannot match empty containers ({} batch stats of a net
+    # without batch norm, an empty aux): restore the rest and put them back.
+    target = _without_empty(abstract_fields)
     restore_args = jax.tree.map(
-        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, dtype=x.dtype),
-        abstract_fields)
+        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, dtype=x.dtype), target)
     restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(abstract_fields, restore_args=restore_args,
+        state=ocp.args.PyTreeRestore(target, restore_args=restore_args,
                                      partial_restore=True)))
-    return dict(restored['state'])
+    return _with_empty(abstract_fields, dict(restored['state']))
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -59,6 +61,29 @@ class Checkpoints:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _without_empty(tree: dict) -> dict:
+  """`tree` less its (nested) dicts that hold no array."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      value = _without_empty(value)
+      if not value:
+        continue
+    out[key] = value
+  return out
+
+
+def _with_empty(template: dict, restored: dict) -> dict:
+  """`restored` with the empty dicts of `template` put back where they were."""
+  out = {}
+  for key, value in template.items():
+    if isinstance(value, dict):
+      out[key] = _with_empty(value, restored.get(key, {}))
+    else:
+      out[key] = restored[key]
+  return out
 
 
 def abstract_with_shardings(abstract_tree, shardings):

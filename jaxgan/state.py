@@ -13,6 +13,7 @@ class InferenceState:
   params: dict[str, Any]  # network name -> params
   batch_stats: dict[str, Any]  # network name -> batch-norm statistics ({} if none)
   ema_params: dict[str, Any]  # network name -> EMA of its params ({} without EMA)
+  aux: dict[str, Any]  # the task's aux arrays that inference needs (e.g. StyleGAN's w_avg)
 
 
 @struct.dataclass
@@ -25,10 +26,8 @@ class GANState:
   opt_state: dict[str, Any]  # optimizer group name -> optax state
   aux: dict[str, Any]  # task-specific arrays, e.g. the image pools
 
-  def inference(self) -> InferenceState:
-    return InferenceState(params=self.params, batch_stats=self.batch_stats,
-                          ema_params=self.ema_params)
 
 
-# The fields of GANState that InferenceState restores (a partial restore by name).
-INFERENCE_FIELDS = ('params', 'batch_stats', 'ema_params')
+# The fields of GANState that InferenceState restores (a partial restore by name; of
+# `aux` only the keys the task's `init_inference` has).
+INFERENCE_FIELDS = ('params', 'batch_stats', 'ema_params', 'aux')

@@ -170,9 +170,11 @@ def test_ema_follows_its_formula_and_serves_inference():
   assert task.ema_networks == ('G',)
   state = task.init_state(jax.random.PRNGKey(0))
   assert set(state.ema_params) == {'G'}
-  main = jax.jit(task.step_functions()['main'][0])
+  steps = task.step_functions()
+  assert list(steps) == ['main', 'ema']  # the EMA last in the iteration
   p0 = state.params['G']
-  new, metrics = main(state, _batch(c))
+  new, _ = jax.jit(steps['main'][0])(state, _batch(c))
+  new, metrics = jax.jit(steps['ema'][0])(new, None)
   assert float(metrics['ema_beta']) == pytest.approx(0.9)
   expected = jax.tree.map(lambda p1, e0: p1 + 0.9 * (e0 - p1), new.params['G'], p0)
   for got, want in zip(_leaves(new.ema_params['G']), _leaves(expected)):

@@ -41,9 +41,19 @@ class Translator:
 @dataclasses.dataclass(frozen=True)
 class Sampler:
   """An unconditional predictor: `fn(model, rng, n)` -> n images [n, H, W, C] in
-  [-1, 1]. Scores are logged under `suffix` ('' for the task's one sampler)."""
+  [-1, 1] (what evaluation scores, under `suffix`: '' for the task's one sampler).
+
+  For `jaxgan.sample`: `decode(model, z)` maps latents z [n, latent_dim] to images,
+  deterministically; a style-based generator also gives `styles(model, z, psi,
+  cutoff)` -> per-layer styles [n, num_ws, w_dim] (truncated towards the average w
+  with psi, in the first `cutoff` layers, all if None) and `synthesize(model, ws)`."""
   fn: Callable[[Any, jax.Array, int], jax.Array]
+  latent_dim: int
+  decode: Callable[[Any, jax.Array], jax.Array]
   suffix: str = ''
+  styles: Callable | None = None
+  synthesize: Callable | None = None
+  num_ws: int = 0
 
 
 class GANTask:
@@ -132,18 +142,30 @@ class GANTask:
 
   def step_functions(self) -> dict[str, tuple[Callable, int]]:
     """name -> (pure step fn(state, batch) -> (state, metrics), interval), in the
-    order the loop runs them within one iteration. 'main' advances `state.step` and
-    updates the EMA; a lazy penalty runs as 'd_reg' every `loss.gp_every` steps."""
-    steps = {'main': (self._main_step, 1)}
-    if self.lazy_penalty:
-      steps['d_reg'] = (self.penalty_step, self.config.loss.gp_every)
+    order the loop runs them within one iteration: 'main' (which advances
+    `state.step`), the regularisers, and 'ema' last, so the average sees every update
+    of the iteration, as the reference's G_ema does."""
+    steps = {'main': (self.train_step, 1), **self.regularizer_steps()}
+    if self.ema_networks:
+      steps['ema'] = (self.ema_step, 1)
     return steps
+
+  def regularizer_steps(self) -> dict[str, tuple[Callable, int]]:
+    """The lazy regularisers' steps: 'd_reg' (the penalty, every loss.gp_every
+    steps) when the penalty is lazy. A task adds its own (e.g. StyleGAN's g_reg)."""
+    if not self.lazy_penalty:
+      return {}
+    return {'d_reg': (self.penalty_step, self.config.loss.gp_every)}
 
   def init_inference(self, rng: jax.Array) -> InferenceState:
     """The inference part of the state (its shapes give the restore target)."""
     params, stats = self._init_networks(jax.random.split(rng)[0])
     return InferenceState(params=params, batch_stats=stats,
-                          ema_params=self._ema_init(params))
+                          ema_params=self._ema_init(params), aux=self.inference_aux())
+
+  def inference_aux(self) -> dict:
+    """The aux arrays inference needs, initialised (their keys are restored)."""
+    return {}
 
   def input_shapes(self) -> dict[str, tuple]:
     """Network name -> the input shape it is initialised with (in init order)."""
@@ -209,18 +231,19 @@ class GANTask:
 
   # -- EMA ---------------------------------------------------------------------------
 
-  def _main_step(self, state: GANState, batch):
-    new, metrics = self.train_step(state, batch)
-    if not self.ema_networks:
-      return new, metrics
+  def ema_step(self, state: GANState, batch):
+    """ema <- p + beta (ema - p) for each EMA network, at the end of an iteration
+    (after 'main' advanced the step: the images seen before it are (step - 1) x
+    batch, the reference's cur_nimg)."""
+    del batch
     e = self.config.ema
-    beta = optim.ema_beta(state.step, batch_size=self.config.data.batch_size,
+    beta = optim.ema_beta(state.step - 1, batch_size=self.config.data.batch_size,
                           decay=e.decay, half_life_images=e.half_life_images,
                           rampup=e.rampup)
-    ema = {name: jax.tree.map(lambda p, m: p + beta * (m - p), new.params[name],
-                              new.ema_params[name])
+    ema = {name: jax.tree.map(lambda p, m: p + beta * (m - p), state.params[name],
+                              state.ema_params[name])
            for name in self.ema_networks}
-    return new.replace(ema_params=ema), {**metrics, 'ema_beta': beta}
+    return state.replace(ema_params=ema), {'ema_beta': beta}
 
   def inference_params(self, model) -> dict:
     """The params inference uses: the EMA weights in place of the live ones when the

@@ -116,7 +116,8 @@ class DCGAN(GANTask):
     return self._generator(model, jax.random.normal(rng, (n, self.latent_dim)))
 
   def predictors(self) -> dict[str, Sampler]:
-    return {'samples': Sampler(self.generate_samples)}
+    return {'samples': Sampler(self.generate_samples, latent_dim=self.latent_dim,
+                               decode=self._generator)}
 
   def sample(self, state: GANState, batch):
     """The fixed-noise grid: sample_size columns of sample_size images each."""

@@ -26,9 +26,11 @@ def compute_dtype(name: str) -> DTypeLike:
 
 
 def init_variables(module, rng: jax.Array, input_shape) -> tuple[Any, Any]:
-  """(params, batch_stats) of `module` for NHWC inputs of `input_shape`."""
-  variables = module.init({'params': rng}, jnp.zeros(input_shape, jnp.float32),
-                          train=False)
+  """(params, batch_stats) of `module` for inputs of `input_shape`. A 'noise' stream is
+  given for networks that draw noise in their forward pass (it does not touch the
+  'params' stream, so initial weights do not depend on it)."""
+  variables = module.init({'params': rng, 'noise': jax.random.fold_in(rng, 1)},
+                          jnp.zeros(input_shape, jnp.float32), train=False)
   return variables['params'], variables.get('batch_stats', {})
 
 
