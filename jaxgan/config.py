@@ -19,6 +19,7 @@ EXPERIMENTS = {
     'cyclegan': 'jaxgan.configs.cyclegan',
     'dcgan': 'jaxgan.configs.dcgan',
     'pix2pix': 'jaxgan.configs.pix2pix',
+    'stylegan': 'jaxgan.configs.stylegan',
 }
 
 

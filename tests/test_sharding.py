@@ -37,7 +37,7 @@ c.optimizer.name = 'sgd'
 c.optimizer.lr = 1e-4
 size = c.data.image_size
 rng = np.random.default_rng(0)
-keys = 'a' if c.task == 'dcgan' else 'ab'
+keys = 'a' if c.task in ('dcgan', 'stylegan') else 'ab'
 batches = [{k: rng.uniform(-1, 1, (8, size, size, c.data.channels)).astype(np.float32)
             for k in keys} for _ in range(3)]
 results = {}
@@ -77,6 +77,8 @@ print('OK')
     ('pix2pix:smoke', 'default', '1,2', ''),  # batch norm, dropout, conditional D
     # batch norm, z drawn inside the step; an EMA and a lazy R1 step (steps 0 and 2)
     ('dcgan:smoke', 'default', '1,2', 'ema.decay=0.9;loss.gp=r1;loss.gp_every=2'),
+    # minibatch stddev across the split batch, style mixing, lazy R1 and path length
+    ('stylegan:smoke', 'default', '1,2', ''),
 ])
 def test_same_training_on_several_devices(experiment, norm, counts, extra):
   env = subprocess_env(XLA_FLAGS='--xla_force_host_platform_device_count=8')

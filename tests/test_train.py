@@ -37,7 +37,9 @@ LAZY_EMA = {'ema.half_life_images': 40.0, 'ema.rampup': 0.5, 'loss.gp': 'r1',
 
 @pytest.mark.parametrize('experiment,extra', [
     ('cyclegan:smoke', {}), ('pix2pix:smoke', {}), ('dcgan:smoke', {}),
-    ('dcgan:smoke', LAZY_EMA)], ids=['cyclegan', 'pix2pix', 'dcgan', 'dcgan-ema-lazy-r1'])
+    ('dcgan:smoke', LAZY_EMA), ('stylegan:smoke', {'ema.half_life_images': 40.0})],
+    ids=['cyclegan', 'pix2pix', 'dcgan', 'dcgan-ema-lazy-r1',
+         'stylegan-ema-lazy-r1-pl'])
 def test_resume_is_bit_exact(tmp_path, experiment, extra):
   # 6 steps over epochs of 4 steps (8 images / batch 2; DCGAN: 2 steps of batch 4):
   # the restart at step 3 falls inside an epoch and the run crosses an epoch boundary

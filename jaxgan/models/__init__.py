@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jaxgan.errors import JaxganError
 from jaxgan.models import dcgan
 from jaxgan.models import layers
+from jaxgan.models import stylegan
 from jaxgan.models.discriminators import NLayerDiscriminator
 from jaxgan.models.discriminators import PixelDiscriminator
 from jaxgan.models.resnet import N_DOWNSAMPLING
@@ -130,6 +131,8 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
     **{name: functools.partial(make_discriminator, name) for name in DISCRIMINATORS},
     'dcgan_generator': make_dcgan_generator,
     'dcgan_discriminator': make_dcgan_discriminator,
+    'stylegan_generator': stylegan.make_stylegan_generator,
+    'stylegan_discriminator': stylegan.make_stylegan_discriminator,
 }
 
 

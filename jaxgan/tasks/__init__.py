@@ -61,6 +61,7 @@ TASKS = {
     'cyclegan': ('jaxgan.tasks.cyclegan', 'CycleGAN'),
     'pix2pix': ('jaxgan.tasks.pix2pix', 'Pix2Pix'),
     'dcgan': ('jaxgan.tasks.dcgan', 'DCGAN'),
+    'stylegan': ('jaxgan.tasks.stylegan', 'StyleGAN'),
 }
 
 

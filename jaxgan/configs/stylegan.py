@@ -1,0 +1,117 @@
+"""StyleGAN configs: StyleGAN2 (modulated convolution) or StyleGAN1-style AdaIN
+synthesis, with the defaults of NVlabs' stylegan2-ada-pytorch `auto` preset.
+
+Any one-domain source works (mnist:PATH, tfds:NAME, folder:PATH with trainA/, the A
+halves of aligned:PATH); images are resized to `data.image_size`, a power of two:
+  python -m jaxgan.main --experiment stylegan --workdir runs/sg \
+      --config.data.source=mnist:../shared/datasets/mnist --config.data.image_size=32
+AdaIN synthesis instead of modulated convolution: --config.model.synthesis=adain.
+CPU demo on the MNIST IDX files in ../shared/datasets/mnist (small channels, 32x32):
+  python -m jaxgan.main --experiment stylegan:demo --workdir runs/stylegan_demo
+The aerial halves of the maps at 64x64:
+  python -m jaxgan.main --experiment stylegan:maps --workdir runs/stylegan_maps
+Samples, truncation and the style-mixing figure from a checkpoint:
+  python -m jaxgan.sample --workdir runs/stylegan_demo --seeds 0-63 --output grid.png
+Parameter counts: python -m jaxgan.params --experiment stylegan
+"""
+
+import ml_collections
+
+from jaxgan.configs import common
+
+VARIANTS = ('demo', 'maps', 'smoke')
+
+SHARED_MNIST = 'mnist:../shared/datasets/mnist'
+SHARED_MAPS = 'aligned:../shared/datasets/maps'
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """stylegan2-ada-pytorch's `auto` preset (map 2, channel_base 16384, batch 32)."""
+  c = common.base_config('stylegan')
+  common.optimizer_groups(c, 'gen', 'disc')
+  c.data.source = ''  # a one-domain source is required (no default dataset)
+  c.data.image_size = 64  # a power of two; images are resized (no crop)
+  c.data.load_size = 64
+  c.data.flip = False  # the reference's --mirror is off by default
+  c.data.batch_size = 32
+
+  c.model = ml_collections.ConfigDict()
+  c.model.synthesis = 'modulated'  # modulated (StyleGAN2) | adain (StyleGAN1)
+  c.model.z_dim = 512
+  c.model.w_dim = 512
+  c.model.map_layers = 2  # 8 in the papers' configs
+  c.model.channel_base = 16384  # channels min(channel_base / res, channel_max)
+  c.model.channel_max = 512
+  c.model.architecture = 'resnet'  # the discriminator: resnet | orig
+  c.model.mbstd_group_size = 4
+  c.model.style_mixing = 0.9  # probability of mixing two z's styles in training
+  c.model.w_avg_beta = 0.995  # running average of w, for truncation
+  c.model.noise_mode = 'const'  # at sampling and evaluation: random | const | none
+  c.model.truncation_psi = 1.0  # at sampling and evaluation (1: no truncation)
+
+  c.loss.gan_mode = 'vanilla'  # the non-saturating logistic loss
+  c.loss.gp = 'r1'  # R1 on reals, lazily every 16 D steps
+  c.loss.gp_every = 16
+  c.loss.lambda_gp = 0.0  # R1 gamma; 0 with r1_gamma_auto: 0.0002 * res^2 / batch
+  c.loss.r1_gamma_auto = True
+  c.loss.pl_weight = 2.0  # path-length regularisation (0: off)
+  c.loss.pl_every = 4
+  c.loss.pl_decay = 0.01
+  c.loss.pl_batch_shrink = 2
+
+  c.optimizer.lr = 0.0025
+  c.optimizer.b1 = 0.0
+  c.optimizer.b2 = 0.99
+  c.optimizer.eps = 1e-8
+  c.optimizer.schedule = 'constant'
+
+  c.ema.half_life_images = 10000.0  # the reference's ema_kimg = batch * 10 / 32
+  c.ema.rampup = 0.05
+
+  c.train.num_steps = 100000
+  c.train.sample_every = 1000
+  c.train.sample_size = 8  # an 8x8 grid of fixed z
+  c.eval.every = 10000
+  c.eval.num_images = 10000  # FID of N EMA samples against N real images
+  return c
+
+
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  c = base_config()
+  if variant == 'demo':
+    c.data.source = SHARED_MNIST
+    c.data.image_size = c.data.load_size = 32
+    c.data.channels = 1
+    c.data.batch_size = 32
+    c.model.z_dim = c.model.w_dim = 64
+    c.model.channel_base = 1024  # 32 channels at 32x32, 128 (max) at 8x8 and 4x4
+    c.model.channel_max = 128
+    c.ema.half_life_images = 2000.0
+    c.train.num_steps = 2000
+    c.train.log_every = 50
+    c.train.sample_every = 250
+    c.train.checkpoint_every = 500
+    c.eval.every = 0  # FID afterwards: python -m jaxgan.evaluate --workdir ...
+  elif variant == 'maps':
+    c.data.source = SHARED_MAPS  # the aerial photos (the A halves)
+    c.data.image_size = c.data.load_size = 64
+    c.data.batch_size = 16
+    c.model.channel_base = 4096
+    c.model.channel_max = 256
+    c.ema.half_life_images = 5000.0
+    c.train.num_steps = 20000
+    c.eval.num_images = 1000
+  elif variant == 'smoke':
+    c.data.source = 'synthetic'  # one domain of it (A); no files needed
+    c.data.image_size = c.data.load_size = 16
+    c.data.batch_size = 4
+    c.data.synthetic_size = 8
+    c.model.z_dim = c.model.w_dim = 8
+    c.model.channel_base = 64
+    c.model.channel_max = 16
+    c.model.mbstd_group_size = 2
+    c.loss.gp_every = 2
+    c.loss.pl_every = 2
+    c.ema.half_life_images = 40.0
+    common.smoke_run(c)
+  return c

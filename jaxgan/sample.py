@@ -1,0 +1,159 @@
+"""Images from an unconditional GAN's checkpoint (StyleGAN, DCGAN):
+`python -m jaxgan.sample --workdir DIR --seeds 0-63 [--psi 0.7]
+[--truncation-cutoff N] --output grid.png|DIR/ [--step N]`, or the style-mixing
+figure with `--style-mix ROW_SEEDS COL_SEEDS [--mix-layer K]`.
+
+Seed s draws z = N(0, I) from `jax.random.PRNGKey(s)`, so an image depends only on
+the checkpoint and its seed (not on which other seeds are drawn). `--output` ending in
+`/` (or an existing folder) writes one PNG per seed (`seed0007.png`); otherwise one
+grid. The EMA generator is used when the run keeps one. Truncation (`--psi`,
+`--truncation-cutoff`) and style mixing need a style-based generator (StyleGAN).
+
+Style mixing: row i of the figure takes its coarse styles (layers below K, default
+num_ws // 2) from ROW_SEEDS[i] and its fine styles from each column's seed; the
+top row shows the column seeds' own images, the left column the row seeds'.
+"""
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from jaxgan import cli, images
+from jaxgan.errors import JaxganError
+
+
+def parse_seeds(text: str) -> list[int]:
+  """'0-3,7' -> [0, 1, 2, 3, 7]."""
+  seeds = []
+  try:
+    for part in filter(None, text.split(',')):
+      lo, sep, hi = part.partition('-')
+      seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+  except ValueError:
+    raise JaxganError(f"bad seeds {text!r}: expected e.g. '0-63' or '1,5,9'") from None
+  if not seeds or min(seeds) < 0:
+    raise JaxganError(f'bad seeds {text!r}: need at least one seed, none negative')
+  return seeds
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(prog='python -m jaxgan.sample',
+                              description=__doc__.split('\n')[0])
+  p.add_argument('--workdir', required=True, help='a jaxgan training workdir')
+  p.add_argument('--seeds', default='0-15', help="e.g. '0-63' or '1,5,9'")
+  p.add_argument('--psi', type=float, default=None,
+                 help='truncation psi (StyleGAN; default: the config\'s, 1 = none)')
+  p.add_argument('--truncation-cutoff', type=int, default=None,
+                 help='truncate only the first N style layers')
+  p.add_argument('--style-mix', nargs=2, metavar=('ROW_SEEDS', 'COL_SEEDS'),
+                 help='the style-mixing figure instead of samples')
+  p.add_argument('--mix-layer', type=int, default=None,
+                 help='first layer whose style comes from the column seed')
+  p.add_argument('--output', required=True, help='grid.png, or a folder/ for one PNG '
+                 'per seed')
+  p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
+  return p.parse_args(argv)
+
+
+def _latents(sampler, seeds):
+  import jax
+  import jax.numpy as jnp
+  return jnp.stack([jax.random.normal(jax.random.PRNGKey(s), (sampler.latent_dim,))
+                    for s in seeds])
+
+
+def _images(sampler, model, seeds, psi, cutoff) -> np.ndarray:
+  import jax
+  z = _latents(sampler, seeds)
+  if sampler.styles is None:
+    out = jax.jit(sampler.decode)(model, z)
+  else:
+    ws = jax.jit(sampler.styles, static_argnums=(2, 3))(model, z, psi, cutoff)
+    out = jax.jit(sampler.synthesize)(model, ws)
+  return np.asarray(out)
+
+
+def _style_mix(sampler, model, rows, cols, psi, cutoff, layer) -> np.ndarray:
+  """[1 + len(rows), 1 + len(cols)] figure cells as one grid image (uint8)."""
+  import jax
+  styles = jax.jit(sampler.styles, static_argnums=(2, 3))
+  synthesize = jax.jit(sampler.synthesize)
+  w_rows = styles(model, _latents(sampler, rows), psi, cutoff)
+  w_cols = styles(model, _latents(sampler, cols), psi, cutoff)
+  coarse = np.arange(sampler.num_ws) < layer
+  mixed = np.where(coarse[None, None, :, None], np.asarray(w_rows)[:, None],
+                   np.asarray(w_cols)[None, :])  # [rows, cols, num_ws, w_dim]
+  cells = np.asarray(synthesize(model, mixed.reshape((-1,) + mixed.shape[2:])))
+  cells = cells.reshape((len(rows), len(cols)) + cells.shape[1:])
+  row_images = np.asarray(synthesize(model, w_rows))
+  col_images = np.asarray(synthesize(model, w_cols))
+  blank = np.ones_like(row_images[:1])  # white in [-1, 1]
+  # make_grid: row i is sample i, column j is columns[j][i].
+  columns = [np.concatenate([blank, row_images])]
+  for j in range(len(cols)):
+    columns.append(np.concatenate([col_images[j:j + 1], cells[:, j]]))
+  return images.make_grid(columns)
+
+
+def _as_grid(batch: np.ndarray) -> np.ndarray:
+  """n images -> a near-square grid, row-major."""
+  n = len(batch)
+  cols = math.ceil(math.sqrt(n))
+  rows = math.ceil(n / cols)
+  padded = np.concatenate([batch, np.ones((rows * cols - n,) + batch.shape[1:],
+                                          batch.dtype)])
+  grid = padded.reshape((rows, cols) + batch.shape[1:])
+  return images.make_grid([grid[:, j] for j in range(cols)])
+
+
+def main(argv):
+  args = parse_args(argv)
+  cli.setup_logging()
+  seeds = parse_seeds(args.seeds)
+  from jaxgan import runs
+  from jaxgan.tasks.base import Sampler
+  config, task, model, step = runs.restore_inference(Path(args.workdir), args.step)
+  samplers = [p for p in task.predictors().values() if isinstance(p, Sampler)]
+  if not samplers:
+    raise JaxganError(f'task {config.task} does not sample images from noise; for '
+                      'image-to-image tasks use python -m jaxgan.translate')
+  sampler = samplers[0]
+  styled = sampler.styles is not None
+  if not styled and (args.psi is not None or args.truncation_cutoff is not None
+                     or args.style_mix):
+    raise JaxganError(f'--psi, --truncation-cutoff and --style-mix need a style-based '
+                      f'generator; task {config.task} has none')
+  psi = config.model.get('truncation_psi', 1.0) if args.psi is None else args.psi
+  cutoff = args.truncation_cutoff
+  if cutoff is not None and not 0 <= cutoff <= sampler.num_ws:
+    raise JaxganError(f'--truncation-cutoff={cutoff} must be in [0, {sampler.num_ws}]')
+  out = Path(args.output)
+
+  if args.style_mix:
+    rows, cols = (parse_seeds(s) for s in args.style_mix)
+    layer = sampler.num_ws // 2 if args.mix_layer is None else args.mix_layer
+    if not 0 < layer < sampler.num_ws:
+      raise JaxganError(f'--mix-layer={layer} must be in [1, {sampler.num_ws - 1}]')
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images.write_png(out, _style_mix(sampler, model, rows, cols, psi, cutoff, layer))
+    print(f'wrote the style-mixing figure ({len(rows)} x {len(cols)}, layers < {layer} '
+          f'from the rows) of the step-{step} checkpoint to {out}')
+    return
+
+  batch = _images(sampler, model, seeds, psi, cutoff)
+  if args.output.endswith('/') or out.is_dir():
+    out.mkdir(parents=True, exist_ok=True)
+    for seed, image in zip(seeds, batch):
+      images.write_png(out / f'seed{seed:04d}.png', images.make_grid([image[None]], pad=0))
+    print(f'wrote {len(seeds)} image(s) of the step-{step} checkpoint to {out}/')
+  else:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images.write_png(out, _as_grid(batch))
+    print(f'wrote a grid of {len(seeds)} image(s) of the step-{step} checkpoint to {out}')
+
+
+if __name__ == '__main__':
+  sys.exit(cli.run(main))

@@ -1,0 +1,436 @@
+"""Tests for jaxgan.models.stylegan: StyleGAN2(-ADA) G and D, and the AdaIN variant.
+
+Parameter counts are pinned to NVlabs stylegan2-ada-pytorch's networks (channel_base
+16384, channel_max 512, z = w = 512, 2 mapping layers, c_dim 0); the big networks are
+only shape-evaluated. Numerics are checked against direct numpy implementations of
+the reference's definitions (upfirdn2d, its generic conv2d_resample route,
+(de)modulation, the minibatch-stddev grouping) and hand-derived facts; anything
+executed uses tiny channels (channel_base 64, channel_max 16, z = w = 8) and
+8x8-16x16 images so the file stays fast on CPU.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgan import models
+from jaxgan.errors import JaxganError
+from jaxgan.models import stylegan
+
+TINY = {'channel_base': 64, 'channel_max': 16}
+TINY_G = dict(z_dim=8, w_dim=8, **TINY)
+
+
+def _key(seed):
+  # rbg keys: much cheaper to initialise on CPU than threefry (see test_models).
+  return jax.random.key(seed, impl='rbg')
+
+
+def _rand(shape, seed=0):
+  return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _init(module, x, seed=0, **kwargs):
+  # Jitted: one compilation instead of one per eagerly dispatched op.
+  return jax.jit(functools.partial(module.init, **kwargs))(_key(seed), x)
+
+
+def _apply(module, variables, x, **kwargs):
+  return jax.jit(functools.partial(module.apply, **kwargs))(variables, x)
+
+
+# --- parameter counts ---------------------------------------------------------
+
+
+def _adain_g_count(res, img_channels, c=512, w=512, map_layers=2):
+  """By hand, every resolution at c channels (true for R <= 32 at base 16384):
+  mapping fc: w*w + w each; an AdaIN layer c -> c: 9*c*c conv + c bias + 1 noise
+  strength + (w*2c + 2c) affine; toRGB: (w*c + c) affine + c*C kernel + C bias;
+  4x4: const 16*c, one layer and a toRGB; each higher resolution two layers and a
+  toRGB."""
+  mapping = map_layers * (w * w + w)
+  layer = 9 * c * c + c + 1 + (w * 2 * c + 2 * c)
+  torgb = (w * c + c) + c * img_channels + img_channels
+  blocks = int(math.log2(res)) - 2
+  return mapping + 16 * c + layer + torgb + blocks * (2 * layer + torgb)
+
+
+# The reference's counts (trainable parameters of Generator / Discriminator from
+# training/networks.py, channel_base 16384, c_dim 0).
+@pytest.mark.parametrize('res,channels,g_expected,d_expected', [
+    (32, 3, 19_947_539, 21_507_073),
+    (64, 3, 22_243_608, 23_407_361),
+    (32, 1, 19_943_435, 21_506_049),
+])
+def test_param_counts_match_reference(res, channels, g_expected, d_expected):
+  g = models.make('stylegan_generator', img_resolution=res, img_channels=channels)
+  d = models.make('stylegan_discriminator', img_resolution=res,
+                  img_channels=channels)
+  g_vars = jax.eval_shape(lambda: g.init(_key(0), jnp.zeros((2, 512))))
+  d_vars = jax.eval_shape(lambda: d.init(_key(0), jnp.zeros((4, res, res, channels))))
+  assert set(g_vars) == {'params'} and set(d_vars) == {'params'}  # no buffers
+  assert models.count_params(g_vars['params']) == g_expected
+  assert models.count_params(d_vars['params']) == d_expected
+  adain = models.make('stylegan_generator', img_resolution=res,
+                      img_channels=channels, synthesis='adain')
+  a_vars = jax.eval_shape(lambda: adain.init(_key(0), jnp.zeros((2, 512))))
+  a_count = models.count_params(a_vars['params'])
+  print(f'{res}x{res}x{channels}: G {g_expected:,} D {d_expected:,} '
+        f'adain G {a_count:,}')
+  if res == 32:  # all resolutions at 512 channels: the hand formula applies
+    assert a_count == _adain_g_count(res, channels)
+
+
+# --- upfirdn2d ----------------------------------------------------------------
+
+
+def _np_upfirdn2d(x, f, up=1, down=1, pad=(0, 0, 0, 0), gain=1.0):
+  """Direct NHWC version of the reference's definition: zero insertion after each
+  pixel, pad/crop (x0, x1, y0, y1) (x = width), a true 2-D convolution (the kernel
+  flipped) over valid positions, keep every down-th pixel."""
+  x0, x1, y0, y1 = pad
+  n, h, w, c = x.shape
+  u = np.zeros((n, h * up, w * up, c), np.float64)
+  u[:, ::up, ::up] = x
+  u = np.pad(u, ((0, 0), (max(y0, 0), max(y1, 0)), (max(x0, 0), max(x1, 0)),
+                 (0, 0)))
+  u = u[:, max(-y0, 0):u.shape[1] - max(-y1, 0), max(-x0, 0):u.shape[2] - max(-x1, 0)]
+  fh, fw = f.shape
+  k = np.asarray(f, np.float64)[::-1, ::-1] * gain
+  out = np.zeros((n, u.shape[1] - fh + 1, u.shape[2] - fw + 1, c))
+  for i in range(out.shape[1]):
+    for j in range(out.shape[2]):
+      out[:, i, j] = np.einsum('nabc,ab->nc', u[:, i:i + fh, j:j + fw], k)
+  return out[:, ::down, ::down]
+
+
+def _np_conv(x, w, stride=1, flip=False):
+  """Valid NHWC correlation with an HWIO kernel (a true convolution if flip)."""
+  if flip:
+    w = w[::-1, ::-1]
+  kh, kw = w.shape[:2]
+  oh, ow = x.shape[1] - kh + 1, x.shape[2] - kw + 1
+  out = np.zeros((x.shape[0], oh, ow, w.shape[3]))
+  for i in range(oh):
+    for j in range(ow):
+      out[:, i, j] = np.einsum('nabi,abio->no', x[:, i:i + kh, j:j + kw], w)
+  return out[:, ::stride, ::stride]
+
+
+FIR = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0
+
+
+@pytest.mark.parametrize('up,down,pad,gain', [
+    (2, 1, (2, 1, 1, 2), 4.0),
+    (1, 2, (1, 2, 0, 1), 1.0),
+    (1, 1, (3, -1, -2, 2), 1.0),  # padded on some sides, cropped on others
+    (2, 2, (1, 0, 2, 1), 2.0),
+])
+def test_upfirdn2d_matches_direct_definition(up, down, pad, gain):
+  x = _rand((2, 5, 6, 3))
+  f = _rand((3, 4), seed=1)  # asymmetric and non-square: catches flips and H/W swaps
+  got = stylegan.upfirdn2d(jnp.asarray(x), jnp.asarray(f), up=up, down=down,
+                           padding=pad, gain=gain)
+  np.testing.assert_allclose(got, _np_upfirdn2d(x, f, up, down, pad, gain),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_upsample_downsample_helpers():
+  x = _rand((1, 4, 6, 2))
+  # The filter is [1,3,3,1] outer itself over 64; upsampling pads (2, 1) per axis
+  # and multiplies by up**2 = 4, downsampling pads (1, 1).
+  assert np.allclose(stylegan.setup_filter(), FIR)
+  up = stylegan.upsample2d(jnp.asarray(x))
+  assert up.shape == (1, 8, 12, 2)
+  np.testing.assert_allclose(up, _np_upfirdn2d(x, FIR, 2, 1, (2, 1, 2, 1), 4.0),
+                             rtol=1e-5, atol=1e-5)
+  down = stylegan.downsample2d(jnp.asarray(x))
+  assert down.shape == (1, 2, 3, 2)
+  np.testing.assert_allclose(down, _np_upfirdn2d(x, FIR, 1, 2, (1, 1, 1, 1)),
+                             rtol=1e-5, atol=1e-5)
+  # A constant image stays constant away from the zero-padded border.
+  ones = jnp.ones((1, 8, 8, 1))
+  np.testing.assert_allclose(stylegan.upsample2d(ones)[0, 2:-2, 2:-2], 1, rtol=1e-6)
+  np.testing.assert_allclose(stylegan.downsample2d(ones)[0, 1:-1, 1:-1], 1,
+                             rtol=1e-6)
+
+
+def test_conv2d_resample_matches_reference_generic_route():
+  """The fast paths (transposed conv then FIR; FIR then strided conv; FIR
+  downsample then 1x1) against the reference's generic route written out: FIR
+  upsample (padding k//2 + (2, 1), gain 4) then the conv; or pad k//2 + 1, the
+  conv, then FIR downsample."""
+  x = _rand((2, 4, 4, 2))
+  w3 = _rand((3, 3, 2, 3), seed=2)
+  w1 = _rand((1, 1, 2, 3), seed=3)
+  f = jnp.asarray(FIR, jnp.float32)
+  # Up x2, a true convolution (the synthesis' flip_weight=False).
+  got = stylegan.conv2d_resample(jnp.asarray(x), jnp.asarray(w3), f, up=2,
+                                 padding=1, flip_weight=False)
+  want = _np_conv(_np_upfirdn2d(x, FIR, 2, 1, (3, 2, 3, 2), 4.0), w3, flip=True)
+  assert got.shape == (2, 8, 8, 3)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # Down /2, 3x3 correlation.
+  got = stylegan.conv2d_resample(jnp.asarray(x), jnp.asarray(w3), f, down=2,
+                                 padding=1)
+  want = _np_upfirdn2d(_np_conv(np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0))), w3),
+                       FIR, 1, 2)
+  assert got.shape == (2, 2, 2, 3)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  # Down /2, 1x1 (the resnet skip): padding 0 + 1.
+  got = stylegan.conv2d_resample(jnp.asarray(x), jnp.asarray(w1), f, down=2)
+  want = _np_upfirdn2d(_np_conv(np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), w1),
+                       FIR, 1, 2)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+# --- modulation and equalized learning rate ------------------------------------
+
+
+def test_demodulation_gives_unit_norm_weights():
+  weight = _rand((3, 3, 5, 4))
+  styles = _rand((2, 5), seed=1) * np.array([[0.1, 1, 10, 3, 0.5]], np.float32)
+  w = np.asarray(stylegan.modulate_weights(jnp.asarray(weight), jnp.asarray(styles)))
+  assert w.shape == (2, 3, 3, 5, 4)
+  norms = np.sqrt(np.square(w).sum(axis=(1, 2, 3)))  # per sample, output channel
+  np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+  raw = np.asarray(stylegan.modulate_weights(jnp.asarray(weight), jnp.asarray(styles),
+                                             demodulate=False))
+  np.testing.assert_allclose(raw[1, 2, 0, 3, 1], weight[2, 0, 3, 1] * styles[1, 3],
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize('fused', [True, False])
+def test_modulated_conv_matches_per_sample_conv(fused):
+  x = _rand((3, 5, 5, 4))
+  weight = _rand((3, 3, 4, 2), seed=1)
+  styles = _rand((3, 4), seed=2) + 1
+  got = stylegan.modulated_conv2d(jnp.asarray(x), jnp.asarray(weight),
+                                  jnp.asarray(styles), padding=1, fused=fused)
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  for n in range(3):
+    wn = weight * styles[n][None, None, :, None]
+    wn = wn / np.sqrt(np.square(wn).sum(axis=(0, 1, 2)) + 1e-8)
+    np.testing.assert_allclose(got[n], _np_conv(xp[n:n + 1], wn)[0], rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_equalized_lr_dense():
+  layer = stylegan.FullyConnectedLayer(64, lr_multiplier=0.01)
+  variables = _init(layer, jnp.zeros((1, 256)))
+  kernel = np.asarray(variables['params']['kernel'])
+  assert kernel.shape == (256, 64)
+  # Stored N(0, 1) / lr_mul: std ~100 (16384 draws: the estimate is within 3%).
+  assert 97 < kernel.std() < 103
+  params = {'kernel': kernel, 'bias': np.full((64,), 2.0, np.float32)}
+  x = np.zeros((1, 256), np.float32)
+  x[0, 5] = 1.0
+  out = layer.apply({'params': params}, jnp.asarray(x))
+  # Runtime weight = stored * lr_mul / sqrt(fan_in) = stored * 0.01 / 16; the bias
+  # is used times lr_mul.
+  np.testing.assert_allclose(out[0], kernel[5] * 0.01 / 16 + 0.02, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_equalized_lr_conv():
+  layer = stylegan.Conv2dLayer(3, 3)
+  variables = _init(layer, jnp.zeros((1, 5, 5, 4)))
+  kernel = np.asarray(variables['params']['kernel'])
+  assert kernel.shape == (3, 3, 4, 3)
+  params = {'kernel': kernel, 'bias': np.array([1.0, 2.0, 3.0], np.float32)}
+  x = np.zeros((1, 5, 5, 4), np.float32)
+  x[0, 2, 2, 1] = 1.0  # a delta at the centre, channel 1
+  out = np.asarray(layer.apply({'params': params}, jnp.asarray(x)))
+  # Correlation with padding 1: output (1, 1) sees the delta under tap (2, 2);
+  # runtime scale 1/sqrt(fan_in) = 1/sqrt(4*3*3) = 1/6.
+  np.testing.assert_allclose(out[0, 1, 1], kernel[2, 2, 1] / 6 + [1, 2, 3],
+                             rtol=1e-5)
+  np.testing.assert_allclose(out[0, 0, 0], [1, 2, 3], rtol=1e-6)  # out of reach
+
+
+# --- mapping and truncation ----------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def tiny_g():
+  g = models.make('stylegan_generator', img_resolution=8, img_channels=3, **TINY_G)
+  return g, _init(g, jnp.zeros((2, 8)))
+
+
+def _map(g, variables, z, **kwargs):
+  return jax.jit(functools.partial(g.apply, method='mapping', **kwargs))(variables, z)
+
+
+def test_mapping_truncation(tiny_g):
+  g, variables = tiny_g
+  assert g.num_ws == stylegan.num_ws_for(8) == 4  # convs 1 + 2, plus the last toRGB
+  z = jnp.asarray(_rand((3, 8)))
+  w_avg = jnp.asarray(_rand((8,), seed=5))
+  plain = np.asarray(_map(g, variables, z))
+  assert plain.shape == (3, 4, 8)
+  assert (plain == plain[:, :1]).all()  # one w broadcast to every layer
+  # psi = 0 is w_avg exactly; psi = 1 never reads w_avg.
+  zero = _map(g, variables, z, w_avg=w_avg, psi=0.0)
+  assert np.array_equal(zero, np.broadcast_to(w_avg, (3, 4, 8)))
+  one = _map(g, variables, z, w_avg=w_avg * 1e6, psi=1.0)
+  assert np.array_equal(one, plain)
+  # A cutoff truncates only the first ws: w_avg + psi * (w - w_avg).
+  cut = np.asarray(_map(g, variables, z, w_avg=w_avg, psi=0.5, truncation_cutoff=2))
+  np.testing.assert_allclose(cut[:, :2], w_avg + 0.5 * (plain[:, :2] - w_avg),
+                             rtol=1e-6, atol=1e-6)
+  assert np.array_equal(cut[:, 2:], plain[:, 2:])
+  # z is normalised by its second moment: its scale does not matter.
+  np.testing.assert_allclose(_map(g, variables, 7 * z), plain, rtol=1e-4, atol=1e-5)
+  with pytest.raises(JaxganError, match='w_avg'):
+    g.apply(variables, z, method='mapping', psi=0.5)
+
+
+def test_noise_modes(tiny_g):
+  g, variables = tiny_g
+  z = jnp.asarray(_rand((2, 8)))
+  names = [jax.tree_util.keystr(p) for p, _ in
+           jax.tree_util.tree_leaves_with_path(variables['params'])]
+  # One strength per conv layer (num_ws - 1 of them); const noise is no parameter.
+  assert sum('noise_strength' in n for n in names) == g.num_ws - 1
+  assert {n.split("'")[-2] for n in names} == {'kernel', 'bias', 'noise_strength',
+                                                'const'}
+
+  @jax.jit
+  def modes(params, key):  # one compilation: every mode, one noise key
+    return {mode: g.apply({'params': params}, z, noise_mode=mode,
+                          rngs={'noise': key})
+            for mode in stylegan.NOISE_MODES}
+
+  def run(params, mode, seed):
+    return np.asarray(modes(params, _key(seed))[mode])
+
+  # Strengths start at 0: noise has no effect yet.
+  params = variables['params']
+  assert np.array_equal(run(params, 'random', 1), run(params, 'none', 1))
+  params = jax.tree_util.tree_map_with_path(
+      lambda p, v: jnp.ones_like(v) if 'noise_strength' in jax.tree_util.keystr(p)
+      else v, params)
+  const_a, const_b = run(params, 'const', 1), run(params, 'const', 2)
+  rand_a, rand_b = run(params, 'random', 1), run(params, 'random', 2)
+  none = run(params, 'none', 1)
+  assert np.array_equal(const_a, const_b)  # deterministic, whatever the key
+  assert not np.allclose(rand_a, rand_b)
+  assert not np.allclose(rand_a, none)
+  assert not np.allclose(const_a, none)
+  with pytest.raises(JaxganError, match='noise_mode'):
+    g.apply(variables, z, noise_mode='fixed')
+
+
+# --- shapes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('res', [8, 16])
+@pytest.mark.parametrize('synthesis', ['modulated', 'adain'])
+def test_generator_shapes(res, synthesis):
+  g = models.make('stylegan_generator', img_resolution=res, img_channels=3,
+                  synthesis=synthesis, **TINY_G)
+  z = jnp.asarray(_rand((2, 8)))
+  variables = _init(g, z)
+
+  @jax.jit
+  def run(variables, z):  # one compilation for every call below
+    ws = g.apply(variables, z, method='mapping')
+    return (ws,
+            g.apply(variables, z, noise_mode='const', train=False),
+            g.apply(variables, z, noise_mode='const', train=True),
+            g.apply(variables, ws, method='synthesize', noise_mode='const'))
+
+  ws, inference, training, synthesized = run(variables, z)
+  assert ws.shape == (2, 2 * int(math.log2(res)) - 2, 8) == (2, g.num_ws, 8)
+  for images in (inference, training):
+    assert images.shape == (2, res, res, 3) and images.dtype == jnp.float32
+  # Per-sample grouped weights (inference) and scaled activations (training) are
+  # the same computation.
+  np.testing.assert_allclose(training, inference, rtol=1e-4, atol=1e-4)
+  # mapping then synthesize is the whole generator (what style mixing builds on).
+  np.testing.assert_allclose(synthesized, inference, rtol=1e-5, atol=1e-5)
+
+
+def test_generator_bfloat16_outputs_float32():
+  g = models.make('stylegan_generator', img_resolution=8, img_channels=1,
+                  dtype=jnp.bfloat16, **TINY_G)
+  z = jnp.asarray(_rand((2, 8)))
+  out = _apply(g, _init(g, z), z, rngs={'noise': _key(1)})
+  assert out.shape == (2, 8, 8, 1) and out.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('res', [4, 8, 16])
+@pytest.mark.parametrize('architecture', ['resnet', 'orig'])
+def test_discriminator_shapes(res, architecture):
+  d = models.make('stylegan_discriminator', img_resolution=res, img_channels=3,
+                  architecture=architecture, **TINY)
+  x = jnp.asarray(_rand((4, res, res, 3)))
+  variables = _init(d, x)
+  assert ('skip' in variables['params'].get(f'b{res}', {})) == (
+      architecture == 'resnet' and res > 4)
+  logits = _apply(d, variables, x, train=True)
+  assert logits.shape == (4,) and logits.dtype == jnp.float32
+
+
+# --- minibatch stddev ---------------------------------------------------------------
+
+
+def test_minibatch_stddev():
+  x = np.repeat(_rand((1, 4, 4, 6)), 4, axis=0)
+  out = np.asarray(stylegan.minibatch_stddev(jnp.asarray(x), 4, 1))
+  assert out.shape == (4, 4, 4, 7)
+  np.testing.assert_array_equal(out[..., :6], x)
+  # Identical samples: zero variance, so the feature is sqrt(0 + 1e-8) = 1e-4.
+  np.testing.assert_allclose(out[..., 6], 1e-4, rtol=1e-5)
+  # Groups are strided: with N=4 and G=2, samples (0, 2) and (1, 3) (contiguous
+  # groups would be (0, 1) and (2, 3)). Sample 1 differs from the rest by 0.6
+  # everywhere: the stddev of two values is half their distance.
+  x = np.repeat(_rand((1, 2, 2, 2)), 4, axis=0)
+  x[1] += 0.6
+  out = np.asarray(stylegan.minibatch_stddev(jnp.asarray(x), 2, 1))
+  np.testing.assert_allclose(out[[0, 2], ..., 2], 1e-4, rtol=1e-5)
+  np.testing.assert_allclose(out[[1, 3], ..., 2], math.sqrt(0.3 ** 2 + 1e-8),
+                             rtol=1e-5)
+  # Two features: each from its own half of the channels.
+  x = np.zeros((2, 1, 1, 4), np.float32)
+  x[1, ..., 2:] = 2.0
+  out = np.asarray(stylegan.minibatch_stddev(jnp.asarray(x), 4, 2))  # G = min(4, 2)
+  np.testing.assert_allclose(out[:, 0, 0, 4:], [[1e-4, 1.0], [1e-4, 1.0]],
+                             rtol=1e-5)
+  with pytest.raises(JaxganError, match='group size 4 does not divide the batch '
+                                        'size 6'):
+    stylegan.minibatch_stddev(jnp.zeros((6, 4, 4, 2)), 4, 1)
+
+
+# --- factories --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('name,kwargs,fragment', [
+    ('stylegan_generator', {'img_resolution': 12}, 'img_resolution=12'),
+    ('stylegan_generator', {'img_resolution': 2}, 'img_resolution=2'),
+    ('stylegan_generator', {'img_resolution': '8'}, "img_resolution='8'"),
+    ('stylegan_generator', {'img_resolution': 8, 'img_channels': 2}, 'img_channels=2'),
+    ('stylegan_generator', {'img_resolution': 8, 'synthesis': 'style'},
+     "synthesis='style'"),
+    ('stylegan_discriminator', {'img_resolution': 24}, 'img_resolution=24'),
+    ('stylegan_discriminator', {'img_resolution': 8, 'img_channels': 4},
+     'img_channels=4'),
+    ('stylegan_discriminator', {'img_resolution': 8, 'architecture': 'skip'},
+     "architecture='skip'"),
+])
+def test_bad_factory_arguments(name, kwargs, fragment):
+  with pytest.raises(JaxganError) as info:
+    models.make(name, **kwargs)
+  message = str(info.value)
+  assert fragment in message and '\n' not in message
+
+
+def test_registered():
+  assert isinstance(models.make('stylegan_generator', img_resolution=8),
+                    stylegan.StyleGANGenerator)
+  assert isinstance(models.make('stylegan_discriminator', img_resolution=8),
+                    stylegan.StyleGANDiscriminator)
