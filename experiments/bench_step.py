@@ -1,11 +1,12 @@
-"""Benchmark one GAN task's jitted train step: compile time apart from steady state.
+"""Benchmark a GAN task's jitted step functions: compile time apart from steady state.
 
   python experiments/bench_step.py                       # CPU targets: 64/128/256, batch 1, fp32
   python experiments/bench_step.py --sizes 64,128,256 --batches 1,4 --dtypes float32,bfloat16
 
 Full-size networks unless overridden (--config.model.ngf=16 ...). For every
-(size, batch, dtype): lower + compile time, XLA's FLOP count of the step, the compiled
-step's memory (argument/output/temp bytes from `memory_analysis()`), then the median
+(size, batch, dtype) and every step function of the task (main, lazy regularisers,
+EMA; then the iteration amortized over their intervals): lower + compile time, XLA's
+FLOP count of the step, the compiled step's memory (argument/output/temp bytes from `memory_analysis()`), then the median
 seconds per step over --steps timed steps after --warmup, images/s, achieved GFLOP/s.
 Data is random (no input pipeline in the timing); the state is donated as in training.
 """
@@ -38,26 +39,8 @@ def parse_args(argv):
   return args, config_lib.parse_overrides(rest)
 
 
-def bench_one(base, size, batch, dtype, steps, warmup):
-  config = config_lib.from_json(config_lib.to_json(base))
-  config.data.image_size = config.data.load_size = size
-  config.data.batch_size = batch
-  config.dtype = dtype
-  mesh = sharding.make_mesh()
-  trainer = runs.Trainer(make_task(config, steps_per_epoch=1000), config, mesh)
-  state = trainer.init()
-  rng = np.random.default_rng(0)
-  data = trainer.put({k: rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
-                      for k in ('a', 'b')})
-  step = trainer.steps['main'][0]  # the loop's own jitted main step
-  t0 = time.perf_counter()
-  lowered = step.lower(state, data)
-  compiled = lowered.compile()
-  compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
-  mem = compiled.memory_analysis()
+def _time(compiled, state, data, steps, warmup):
+  """(median, min, max seconds, final state, metrics) of `steps` timed calls."""
   for _ in range(warmup):
     state, metrics = compiled(state, data)
   jax.block_until_ready((state, metrics))
@@ -67,14 +50,53 @@ def bench_one(base, size, batch, dtype, steps, warmup):
     state, metrics = compiled(state, data)
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
-  med = statistics.median(times)
-  finite = all(np.isfinite(float(v)) for v in jax.device_get(metrics).values())
-  return dict(size=size, batch=batch, dtype=dtype, compile_s=compile_s, step_s=med,
-              min_s=min(times), max_s=max(times), img_s=batch / med,
-              gflop=flops / 1e9, gflops=flops / 1e9 / med,
-              temp_mb=getattr(mem, 'temp_size_in_bytes', 0) / 2**20,
-              arg_mb=getattr(mem, 'argument_size_in_bytes', 0) / 2**20,
-              finite=finite)
+  return statistics.median(times), min(times), max(times), state, metrics
+
+
+def bench_one(base, size, batch, dtype, steps, warmup):
+  """One row per step function of the task (the loop's own jitted functions), then
+  the amortized iteration: the sum of each function's median / its interval."""
+  config = config_lib.from_json(config_lib.to_json(base))
+  config.data.image_size = config.data.load_size = size
+  config.data.batch_size = batch
+  config.dtype = dtype
+  mesh = sharding.make_mesh()
+  task = make_task(config, steps_per_epoch=1000)
+  trainer = runs.Trainer(task, config, mesh)
+  state = trainer.init()
+  rng = np.random.default_rng(0)
+  keys = 'a' if task.data_mode == 'single' else 'ab'
+  shape = (batch, size, size, config.data.channels)
+  data = trainer.put({k: rng.uniform(-1, 1, shape).astype(np.float32) for k in keys})
+  rows, iteration = [], dict(compile_s=0.0, step_s=0.0, min_s=0.0, max_s=0.0, gflop=0.0,
+                             temp_mb=0.0, arg_mb=0.0, finite=True)
+  for name, (step, every) in trainer.steps.items():
+    t0 = time.perf_counter()
+    compiled = step.lower(state, data).compile()
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+    mem = compiled.memory_analysis()
+    med, lo, hi, state, metrics = _time(compiled, state, data, steps, warmup)
+    finite = all(np.isfinite(float(v)) for v in jax.device_get(metrics).values())
+    row = dict(name=f'{name} (every {every})', compile_s=compile_s, step_s=med, min_s=lo,
+               max_s=hi, gflop=flops / 1e9,
+               temp_mb=getattr(mem, 'temp_size_in_bytes', 0) / 2**20,
+               arg_mb=getattr(mem, 'argument_size_in_bytes', 0) / 2**20, finite=finite)
+    rows.append(row)
+    for key in ('step_s', 'min_s', 'max_s', 'gflop'):
+      iteration[key] += row[key] / every
+    iteration['compile_s'] += compile_s
+    iteration['temp_mb'] = max(iteration['temp_mb'], row['temp_mb'])
+    iteration['arg_mb'] = max(iteration['arg_mb'], row['arg_mb'])
+    iteration['finite'] &= finite
+  if len(rows) > 1:
+    rows.append(dict(iteration, name='iteration (amortized)'))
+  for row in rows:
+    row.update(size=size, batch=batch, dtype=dtype, img_s=batch / row['step_s'],
+               gflops=row['gflop'] / row['step_s'])
+  return rows
 
 
 def main(argv):
@@ -82,24 +104,27 @@ def main(argv):
   base = config_lib.get_experiment(args.experiment)
   for key, value in overrides:
     config_lib.apply_override(base, key, value)
+  from jaxgan import params
   dev = jax.devices()[0]
-  print(f'# {args.experiment}: G={base.model.generator} D={base.model.discriminator} '
-        f'ngf={base.model.ngf} ndf={base.model.ndf}; {jax.device_count()} x '
-        f'{dev.device_kind} ({dev.platform}); jax {jax.__version__}; '
-        f'median of {args.steps} steps after {args.warmup} warm-up', flush=True)
-  header = ('size', 'batch', 'dtype', 'compile_s', 'step_s', 'min_s', 'max_s', 'img/s',
-            'GFLOP/step', 'GFLOP/s', 'temp_MiB', 'args_MiB')
+  nets = ', '.join(f'{n} {c:,}' for n, c in params.counts(base).items())
+  print(f'# {args.experiment}: parameters {nets} (at the config\'s image size); '
+        f'{jax.device_count()} x {dev.device_kind} ({dev.platform}); jax '
+        f'{jax.__version__}; median of {args.steps} steps after {args.warmup} warm-up',
+        flush=True)
+  header = ('size', 'batch', 'dtype', 'step function', 'compile_s', 'step_s', 'min_s',
+            'max_s', 'img/s', 'GFLOP/step', 'GFLOP/s', 'temp_MiB', 'args_MiB')
   # Rows are printed as they finish, so an interrupted run keeps what it measured.
   print('| ' + ' | '.join(header) + ' |')
   print('|' + '---|' * len(header), flush=True)
   for size in args.sizes:
     for batch in args.batches:
       for dtype in args.dtypes:
-        r = bench_one(base, size, batch, dtype, args.steps, args.warmup)
-        print(f"| {r['size']} | {r['batch']} | {r['dtype']} | {r['compile_s']:.1f} | "
-              f"{r['step_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} | {r['img_s']:.2f} | "
-              f"{r['gflop']:.0f} | {r['gflops']:.0f} | {r['temp_mb']:.0f} | {r['arg_mb']:.0f} |"
-              + ('' if r['finite'] else ' NON-FINITE'), flush=True)
+        for r in bench_one(base, size, batch, dtype, args.steps, args.warmup):
+          print(f"| {r['size']} | {r['batch']} | {r['dtype']} | {r['name']} | "
+                f"{r['compile_s']:.1f} | {r['step_s']:.3f} | {r['min_s']:.3f} | "
+                f"{r['max_s']:.3f} | {r['img_s']:.2f} | {r['gflop']:.0f} | "
+                f"{r['gflops']:.0f} | {r['temp_mb']:.0f} | {r['arg_mb']:.0f} |"
+                + ('' if r['finite'] else ' NON-FINITE'), flush=True)
 
 
 if __name__ == '__main__':

@@ -28,7 +28,8 @@ def counts(config) -> dict[str, int]:
   from jaxgan.tasks import make_task
   task = make_task(config)
   shapes = jax.eval_shape(task.init_inference, jax.random.PRNGKey(0))
-  return {name: models.count_params(p) for name, p in shapes.params.items()}
+  # In the task's own order (pytrees sort dict keys).
+  return {name: models.count_params(shapes.params[name]) for name in task.modules}
 
 
 def main(argv):

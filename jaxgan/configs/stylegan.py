@@ -6,7 +6,8 @@ halves of aligned:PATH); images are resized to `data.image_size`, a power of two
   python -m jaxgan.main --experiment stylegan --workdir runs/sg \
       --config.data.source=mnist:../shared/datasets/mnist --config.data.image_size=32
 AdaIN synthesis instead of modulated convolution: --config.model.synthesis=adain.
-CPU demo on the MNIST IDX files in ../shared/datasets/mnist (small channels, 32x32):
+CPU demo on the MNIST IDX files in ../shared/datasets/mnist (small channels, 32x32,
+about 20 minutes on 2 CPU cores):
   python -m jaxgan.main --experiment stylegan:demo --workdir runs/stylegan_demo
 The aerial halves of the maps at 64x64:
   python -m jaxgan.main --experiment stylegan:maps --workdir runs/stylegan_maps
@@ -82,12 +83,13 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     c.data.source = SHARED_MNIST
     c.data.image_size = c.data.load_size = 32
     c.data.channels = 1
-    c.data.batch_size = 32
+    c.data.batch_size = 16
     c.model.z_dim = c.model.w_dim = 64
-    c.model.channel_base = 1024  # 32 channels at 32x32, 128 (max) at 8x8 and 4x4
-    c.model.channel_max = 128
-    c.ema.half_life_images = 2000.0
-    c.train.num_steps = 2000
+    c.model.channel_base = 512  # 16 channels at 32x32, 64 (max) at 8x8 and 4x4
+    c.model.channel_max = 64
+    c.ema.half_life_images = 1000.0
+    # 0.42 s per iteration on the 2-core dev VM (experiments/bench_step.py): ~21 min.
+    c.train.num_steps = 3000
     c.train.log_every = 50
     c.train.sample_every = 250
     c.train.checkpoint_every = 500
