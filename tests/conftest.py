@@ -80,3 +80,23 @@ def run_in_process(capsys, module: str, *args: str) -> Ran:
   code = cli.run(main, list(args))
   out = capsys.readouterr()
   return Ran(code, out.out, out.err)
+
+
+def experiment_config(spec: str, **overrides):
+  """The config of experiment `spec` with `--config.KEY=VALUE`-style overrides."""
+  from jaxgan import config as config_lib
+  c = config_lib.get_experiment(spec)
+  for key, value in overrides.items():
+    config_lib.apply_override(c, key, str(value))
+  return c
+
+
+def random_batch(c, seed: int = 0) -> dict:
+  """A global batch of uniform [-1, 1] images of config `c`'s shape: domain 'a' only
+  for one-domain tasks, 'a' and 'b' otherwise."""
+  import numpy as np
+  from jaxgan.tasks import task_class
+  rng = np.random.default_rng(seed)
+  shape = (c.data.batch_size, c.data.image_size, c.data.image_size, c.data.channels)
+  keys = 'a' if task_class(c).data_mode == 'single' else 'ab'
+  return {k: rng.uniform(-1, 1, shape).astype(np.float32) for k in keys}

@@ -20,19 +20,14 @@ from jaxgan.tasks import make_task
 from jaxgan.tasks.base import Sampler, Translator
 from jaxgan.tasks.nets import Nets
 
+from conftest import experiment_config, random_batch
+
 
 def _config(experiment='dcgan:smoke', **overrides):
-  c = config_lib.get_experiment(experiment)
-  for key, value in overrides.items():
-    config_lib.apply_override(c, key, str(value))
-  return c
+  return experiment_config(experiment, **overrides)
 
 
-def _batch(c, seed=0):
-  rng = np.random.default_rng(seed)
-  shape = (c.data.batch_size, c.data.image_size, c.data.image_size, c.data.channels)
-  keys = 'a' if c.task == 'dcgan' else 'ab'
-  return {k: rng.uniform(-1, 1, shape).astype(np.float32) for k in keys}
+_batch = random_batch
 
 
 def _leaves(tree):

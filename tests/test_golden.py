@@ -16,6 +16,8 @@ import pytest
 from jaxgan import config as config_lib
 from jaxgan.tasks import make_task
 
+from conftest import random_batch
+
 GOLDEN = {
     'cyclegan:smoke': (
         [{'grad_norm_D': 19.92214, 'grad_norm_G': 150.6666, 'loss_D_A': 0.4629314,
@@ -42,13 +44,6 @@ GOLDEN = {
 }
 
 
-def _batch(c, step):
-  rng = np.random.default_rng(100 + step)
-  shape = (c.data.batch_size, c.data.image_size, c.data.image_size, c.data.channels)
-  keys = 'a' if c.task == 'dcgan' else 'ab'
-  return {k: rng.uniform(-1, 1, shape).astype(np.float32) for k in keys}
-
-
 @pytest.mark.parametrize('experiment', sorted(GOLDEN))
 def test_two_steps_match_the_pre_refactor_numbers(experiment):
   c = config_lib.get_experiment(experiment)
@@ -57,7 +52,7 @@ def test_two_steps_match_the_pre_refactor_numbers(experiment):
   step = jax.jit(task.train_step)
   history, param_sums = GOLDEN[experiment]
   for i, expected in enumerate(history):
-    state, metrics = step(state, _batch(c, i))
+    state, metrics = step(state, random_batch(c, 100 + i))
     got = {k: float(metrics[k]) for k in expected}
     assert got == pytest.approx(expected, rel=1e-5), (i, got)
   sums = {name: float(sum(np.abs(np.asarray(leaf, np.float64)).sum()

@@ -10,6 +10,8 @@ import pytest
 from jaxgan import config as config_lib
 from jaxgan.tasks import make_task
 
+from conftest import random_batch
+
 EXPERIMENTS = ['cyclegan:smoke', 'pix2pix:smoke', 'dcgan:smoke']
 
 
@@ -18,13 +20,6 @@ def _task(experiment, **overrides):
   for key, value in overrides.items():
     config_lib.apply_override(c, key, str(value))
   return make_task(c, steps_per_epoch=10), c
-
-
-def _batch(c):
-  rng = np.random.default_rng(0)
-  shape = (c.data.batch_size, c.data.image_size, c.data.image_size, c.data.channels)
-  keys = 'a' if c.task == 'dcgan' else 'ab'
-  return {k: rng.uniform(-1, 1, shape).astype(np.float32) for k in keys}
 
 
 @pytest.mark.parametrize('experiment', EXPERIMENTS)
@@ -38,7 +33,7 @@ def test_knobs_act_in_the_step(experiment):
   step = jax.jit(task.train_step)
   stds = []
   for _ in range(3):
-    state, m = step(state, _batch(c))
+    state, m = step(state, random_batch(c))
     stds.append(float(m['instance_noise']))
     assert all(np.isfinite(float(v)) for v in m.values())
   assert stds == pytest.approx([0.2, 0.15, 0.1])  # annealed over 4 steps
@@ -65,7 +60,7 @@ def test_label_smoothing_and_sgd_change_the_step(experiment):
     task, c = _task(experiment, **{'loss.gan_mode': 'vanilla', 'loss.real_label': label,
                                    'optimizer.name': 'sgd', 'optimizer.lr': 0.01})
     state = task.init_state(jax.random.PRNGKey(0))
-    new, m = jax.jit(task.train_step)(state, _batch(c))
+    new, m = jax.jit(task.train_step)(state, random_batch(c))
     out[label] = (state, new, m)
   d_key = [k for k in out[1.0][2] if k.startswith('loss_D')][0]
   assert float(out[0.9][2][d_key]) != pytest.approx(float(out[1.0][2][d_key]), rel=1e-4)

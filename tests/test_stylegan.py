@@ -9,25 +9,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgan import config as config_lib, runs, sharding, train
+from jaxgan import runs, sharding, train
 from jaxgan.errors import JaxganError
 from jaxgan.state import InferenceState
 from jaxgan.tasks import make_task
 
-from conftest import PYTHON, REPO, run_in_process, subprocess_env
+from conftest import (PYTHON, REPO, experiment_config, random_batch, run_in_process,
+                      subprocess_env)
 
 
-def _config(variant='stylegan:smoke', **overrides):
-  c = config_lib.get_experiment(variant)
-  for key, value in overrides.items():
-    config_lib.apply_override(c, key, str(value))
-  return c
+def _config(experiment='stylegan:smoke', **overrides):
+  return experiment_config(experiment, **overrides)
 
 
-def _batch(c, seed=0):
-  rng = np.random.default_rng(seed)
-  shape = (c.data.batch_size, c.data.image_size, c.data.image_size, c.data.channels)
-  return {'a': rng.uniform(-1, 1, shape).astype(np.float32)}
+_batch = random_batch
 
 
 def test_reference_defaults_and_lazy_schedules():
