@@ -106,6 +106,8 @@ def test_bad_config_is_one_line():
     make_task(_config(**{'model.style_mixing': 1.5}), 10)
   with pytest.raises(JaxganError, match="unknown model.noise_mode 'loud'"):
     make_task(_config(**{'model.noise_mode': 'loud'}), 10)
+  with pytest.raises(JaxganError, match='data.image_size=24 must be a power of two'):
+    make_task(_config(**{'data.image_size': 24, 'data.load_size': 24}), 10)
   with pytest.raises(JaxganError, match='must equal data.image_size'):
     make_task(_config(**{'data.load_size': 20}), 10)
   with pytest.raises(JaxganError, match='multiple of the minibatch-stddev group size'):

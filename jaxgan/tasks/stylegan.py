@@ -54,6 +54,9 @@ class StyleGAN(GANTask):
       raise JaxganError('loss.pl_weight and loss.pl_decay must be >= 0, loss.pl_every '
                         'and loss.pl_batch_shrink >= 1')
     size, batch = config.data.image_size, config.data.batch_size
+    if size < 4 or size & (size - 1):
+      raise JaxganError(f'data.image_size={size} must be a power of two >= 4 for StyleGAN '
+                        '(images are resized to it)')
     if config.data.load_size != size:
       raise JaxganError(f'data.load_size={config.data.load_size} must equal '
                         f'data.image_size={size}: StyleGAN resizes, it does not crop')
