@@ -10,6 +10,7 @@ helpers here, so that `optimizer.*`, `ema.*`, `loss.gp*`, `loss.real_label` and
 """
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping
 
 import jax
@@ -170,6 +171,13 @@ class GANTask:
   def input_shapes(self) -> dict[str, tuple]:
     """Network name -> the input shape it is initialised with (in init order)."""
     raise NotImplementedError
+
+  @staticmethod
+  def grid_columns(images: jax.Array) -> tuple[jax.Array, ...]:
+    """n * n images -> the n columns of an n x n sample grid (row-major)."""
+    n = math.isqrt(images.shape[0])
+    rows = images.reshape((n, n) + images.shape[1:])
+    return tuple(rows[:, j] for j in range(n))
 
   def check_size_multiple(self, multiple: int, what: str) -> None:
     size = self.config.data.image_size

@@ -122,6 +122,4 @@ class DCGAN(GANTask):
   def sample(self, state: GANState, batch):
     """The fixed-noise grid: sample_size columns of sample_size images each."""
     del batch  # unconditional: the grid comes from the fixed z in the state
-    images = self._generator(state, state.aux['sample_z'])
-    rows = images.reshape((self.grid, self.grid) + images.shape[1:])
-    return tuple(rows[:, j] for j in range(self.grid))
+    return self.grid_columns(self._generator(state, state.aux['sample_z']))

@@ -269,6 +269,4 @@ class StyleGAN(GANTask):
   def sample(self, state: GANState, batch):
     """The fixed-noise grid: sample_size columns of sample_size images each."""
     del batch
-    images = self.decode(state, state.aux['sample_z'])
-    rows = images.reshape((self.grid, self.grid) + images.shape[1:])
-    return tuple(rows[:, j] for j in range(self.grid))
+    return self.grid_columns(self.decode(state, state.aux['sample_z']))
