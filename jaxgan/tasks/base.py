@@ -95,7 +95,6 @@ class GANTask:
     self.penalty_kind = ('wgangp' if c.gan_mode == 'wgangp' else 'none'
                          ) if c.gp == 'auto' else c.gp
     self.group_settings = optim.resolve_groups(config.optimizer, tuple(self.GROUPS))
-    self.steps_per_epoch = steps_per_epoch
     self.schedules, self.optimizers = {}, {}
     if steps_per_epoch is not None:
       total = t.num_steps or (t.epochs + t.epochs_decay) * max(1, steps_per_epoch)

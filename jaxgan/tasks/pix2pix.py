@@ -23,6 +23,11 @@ from jaxgan.tasks.nets import Nets
 DIRECTIONS = ('AtoB', 'BtoA')
 
 
+def pair(x, y):
+  """D's input: the condition and an output, concatenated on the channel axis."""
+  return jnp.concatenate([x, y.astype(x.dtype)], axis=-1)
+
+
 class Pix2Pix(GANTask):
   GENERATORS = ('G',)
   DISCRIMINATORS = ('D',)
@@ -66,7 +71,6 @@ class Pix2Pix(GANTask):
   def train_step(self, state: GANState, batch):
     c = self.config.loss
     real_a, real_b = self._pair(batch)
-    pair = lambda x, y: jnp.concatenate([x, y.astype(x.dtype)], axis=-1)
     key = jax.random.fold_in(state.rng, state.step)
     k_gen, k_disc, k_adv, k_gp, k_noise = jax.random.split(key, 5)
     noisy, noise_std = self.instance_noise(state, k_noise)
@@ -119,7 +123,6 @@ class Pix2Pix(GANTask):
 
   def penalty_inputs(self, state: GANState, batch, key):
     real_a, real_b = self._pair(batch)
-    pair = lambda x, y: jnp.concatenate([x, y.astype(x.dtype)], axis=-1)
     fake = None
     if self.penalty_needs_fakes:
       nets = Nets(self.modules, state.params, state.batch_stats, train=True, rng=key)
