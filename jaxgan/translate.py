@@ -7,6 +7,9 @@ or every image in a folder at its own resolution: the generators are fully
 convolutional, so each image is padded (reflect) to a multiple of the generator's
 stride, translated and cropped back. Any PIL mode (L, RGBA, 16-bit, ...) is read as
 RGB; output PNGs keep the input stems. Unreadable files are skipped and counted.
+Nothing is written when an output would replace one of the inputs or when two
+inputs share a stem (a.jpg and a.png would both become a.png): the command stops
+first with the list.
 """
 
 import argparse
@@ -38,6 +41,29 @@ def list_inputs(path: Path) -> list[Path]:
   if not path.exists():
     raise JaxganError(f'input {path} does not exist')
   return images.list_images(path)
+
+
+def output_paths(inputs: list[Path], out: Path) -> list[Path]:
+  """out/STEM.png for each input; a JaxganError listing every collision (two inputs,
+  one output) and every input an output would overwrite."""
+  targets = [out / f'{path.stem}.png' for path in inputs]
+  by_target = {}
+  for path, target in zip(inputs, targets):
+    by_target.setdefault(target, []).append(path)
+  problems = [f"{', '.join(p.name for p in paths)} -> {t.name}"
+              for t, paths in by_target.items() if len(paths) > 1]
+  if problems:
+    raise JaxganError(f'{len(problems)} output name(s) would be shared by several inputs '
+                      f'({"; ".join(problems[:5])}{"; ..." if len(problems) > 5 else ""}); '
+                      'rename the inputs or translate them into separate folders')
+  resolved = {path.resolve() for path in inputs}
+  clobbered = [t for t in targets if t.resolve() in resolved]
+  if clobbered:
+    names = ', '.join(str(t) for t in clobbered[:5])
+    raise JaxganError(f'--output would overwrite {len(clobbered)} input image(s) '
+                      f'({names}{", ..." if len(clobbered) > 5 else ""}); choose another '
+                      'output folder')
+  return targets
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
@@ -81,18 +107,21 @@ def main(argv):
   args = parse_args(argv)
   cli.setup_logging()
   inputs = list_inputs(Path(args.input))
-  translate, step = load_generator(Path(args.workdir), args.direction, args.step)
   out = Path(args.output)
+  if out.exists() and not out.is_dir():
+    raise JaxganError(f'--output {out} exists and is not a folder')
+  targets = output_paths(inputs, out)
+  translate, step = load_generator(Path(args.workdir), args.direction, args.step)
   out.mkdir(parents=True, exist_ok=True)
   skipped = []
-  for path in inputs:
+  for path, target in zip(inputs, targets):
     try:
       rgb = images.read_rgb(path)
     except JaxganError as e:
       skipped.append(path.name)
       logging.warning('skipped: %s', e)
       continue
-    images.write_png(out / f'{path.stem}.png', translate(rgb))
+    images.write_png(target, translate(rgb))
   done = len(inputs) - len(skipped)
   print(f'translated {done} image(s) {args.direction} with the step-{step} checkpoint '
         f'into {out}' + (f'; skipped {len(skipped)} unreadable: '

@@ -96,6 +96,31 @@ def test_translate_errors(smoke_run, tmp_path, capsys):
                   'is not a jaxgan workdir')
 
 
+def test_translate_never_overwrites_inputs_or_merges_outputs(smoke_run, tmp_path, capsys):
+  """Promise: translate writes nothing when an output would replace an input image or
+  when two inputs would share one output name (it used to do both silently)."""
+  workdir, _ = smoke_run
+  src = tmp_path / 'in'
+  src.mkdir()
+  Image.new('RGB', (8, 8), (10, 20, 30)).save(src / 'x.png')
+  before = (src / 'x.png').read_bytes()
+  run = lambda *args: run_in_process(capsys, 'jaxgan.translate', '--workdir', str(workdir),
+                                     '--direction', 'AtoB', *args)
+  _one_line_error(run('--input', str(src), '--output', str(src)),
+                  f'--output would overwrite 1 input image(s) ({src / "x.png"})')
+  _one_line_error(run('--input', str(src / 'x.png'), '--output', str(tmp_path / 'in/')),
+                  'would overwrite 1 input image(s)')
+  assert (src / 'x.png').read_bytes() == before and sorted(src.iterdir()) == [src / 'x.png']
+  Image.new('RGB', (8, 8)).save(src / 'x.jpg')
+  dst = tmp_path / 'out'
+  _one_line_error(run('--input', str(src), '--output', str(dst)),
+                  '1 output name(s) would be shared by several inputs (x.jpg, x.png -> x.png)')
+  assert not dst.exists()
+  (tmp_path / 'file').write_text('')
+  _one_line_error(run('--input', str(src / 'x.png'), '--output', str(tmp_path / 'file')),
+                  'exists and is not a folder')
+
+
 @pytest.mark.parametrize('args,pattern', [
     (['--experiment', 'stylegan3'], "unknown experiment 'stylegan3'; valid: cyclegan"),
     (['--experiment', 'cyclegan:huge'], "unknown variant 'huge'"),
