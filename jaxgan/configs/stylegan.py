@@ -9,6 +9,10 @@ AdaIN synthesis instead of modulated convolution: --config.model.synthesis=adain
 CPU demo on the MNIST IDX files in ../shared/datasets/mnist (small channels, 32x32,
 about 20 minutes on 2 CPU cores):
   python -m jaxgan.main --experiment stylegan:demo --workdir runs/stylegan_demo
+It keeps the reference's objective and optimizer settings, and at these widths and a
+few tens of thousands of images they collapse to one or two digit shapes, in
+stylegan2-ada-pytorch's own code as here (BUILD_NOTES.md, "StyleGAN"); dcgan:demo is
+the MNIST demo that covers all ten digits.
 The aerial halves of the maps at 64x64:
   python -m jaxgan.main --experiment stylegan:maps --workdir runs/stylegan_maps
 Samples, truncation and the style-mixing figure from a checkpoint:
