@@ -65,11 +65,10 @@ def train_command(spec, overrides, workdir, checkpoint_every):
 
 
 def train_all(args, root: Path):
-  """Trains every run for the budget; returns {name: start time}."""
+  """Trains every run for the budget, recording each start in NAME/budget_start.json."""
   pending = list(args.runs)
   slots = args.cores or [None]
   active = {}  # core -> (name, process, start, log)
-  starts = {}
   limit = args.minutes * 60 + MARGIN_S
   while pending or active:
     for core in slots:
@@ -90,7 +89,6 @@ def train_all(args, root: Path):
               ('' if core is None else f' on core {core}'), flush=True)
         active[core] = (name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
                         start, log)
-        starts[name] = start
     time.sleep(2)
     for core, (name, proc, start, log) in list(active.items()):
       if proc.poll() is not None or time.time() - start > limit:
@@ -102,7 +100,6 @@ def train_all(args, root: Path):
             proc.kill()
         log.close()
         del active[core]
-  return starts
 
 
 def checkpoint_in_budget(workdir: Path, start: float, budget_s: float):
@@ -132,11 +129,10 @@ def main(argv):
   args = parse_args(argv)
   root = Path(args.root)
   root.mkdir(parents=True, exist_ok=True)
-  if args.skip_training:
-    starts = {name: json.loads((root / name / 'budget_start.json').read_text())['start']
-              for name, _, _ in args.runs}
-  else:
-    starts = train_all(args, root)
+  if not args.skip_training:
+    train_all(args, root)
+  starts = {name: json.loads((root / name / 'budget_start.json').read_text())['start']
+            for name, _, _ in args.runs}
   rows = []
   for name, spec, overrides in args.runs:
     workdir = root / name
