@@ -9,9 +9,13 @@ EMA; then the iteration amortized over their intervals): lower + compile time, X
 FLOP count of the step, the compiled step's memory (argument/output/temp bytes from `memory_analysis()`), then the median
 seconds per step over --steps timed steps after --warmup, images/s, achieved GFLOP/s.
 Data is random (no input pipeline in the timing); the state is donated as in training.
+With --json, stdout is one JSON line per (size, batch, dtype) instead of the table: the
+iteration's figures (the amortized iteration when the task has several step functions,
+else its one step), for experiments/bench_compare.py; the header line goes to stderr.
 """
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -35,6 +39,8 @@ def parse_args(argv):
   p.add_argument('--dtypes', type=_csv(str), default=['float32'])
   p.add_argument('--steps', type=int, default=5, help='timed steps per setting')
   p.add_argument('--warmup', type=int, default=1)
+  p.add_argument('--json', action='store_true',
+                 help='one JSON line per setting (the iteration) instead of the table')
   args, rest = p.parse_known_args(argv)
   return args, config_lib.parse_overrides(rest)
 
@@ -110,7 +116,20 @@ def main(argv):
   print(f'# {args.experiment}: parameters {nets} (at the config\'s image size); '
         f'{jax.device_count()} x {dev.device_kind} ({dev.platform}); jax '
         f'{jax.__version__}; median of {args.steps} steps after {args.warmup} warm-up',
-        flush=True)
+        file=sys.stderr if args.json else sys.stdout, flush=True)
+  if args.json:
+    for size in args.sizes:
+      for batch in args.batches:
+        for dtype in args.dtypes:
+          r = bench_one(base, size, batch, dtype, args.steps, args.warmup)[-1]
+          print(json.dumps(dict(
+              side='jaxgan', experiment=args.experiment, size=size, batch=batch,
+              dtype=dtype, row=r['name'], step_s=r['step_s'], min_s=r['min_s'],
+              max_s=r['max_s'], img_s=r['img_s'], compile_s=r['compile_s'],
+              gflop=r['gflop'], finite=bool(r['finite']), steps=args.steps,
+              warmup=args.warmup, platform=dev.platform, jax=jax.__version__)),
+                flush=True)
+    return
   header = ('size', 'batch', 'dtype', 'step function', 'compile_s', 'step_s', 'min_s',
             'max_s', 'img/s', 'GFLOP/step', 'GFLOP/s', 'temp_MiB', 'args_MiB')
   # Rows are printed as they finish, so an interrupted run keeps what it measured.

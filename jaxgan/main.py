@@ -28,10 +28,12 @@ def main(argv):
   for key, value in overrides:
     config_lib.apply_override(config, key, value)
   cli.setup_logging()
-  # Imported late so that `--help` and config errors answer without loading JAX/TF.
-  from jaxgan import sharding, train
-  sharding.maybe_initialize_distributed(force=args.distributed)
-  train.train_and_evaluate(config, args.workdir)
+  with cli.StopRequest() as stop:
+    # Imported late so that `--help` and config errors answer without loading JAX/TF.
+    from jaxgan import runs, sharding, train
+    runs.check_config(config)  # every problem, before any process waits for another
+    sharding.maybe_initialize_distributed(force=args.distributed)
+    train.train_and_evaluate(config, args.workdir, stop)
 
 
 if __name__ == '__main__':

@@ -12,10 +12,30 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxgan import checkpointing, config as config_lib, data, sharding
+from jaxgan import checkpointing, data, sharding
+from jaxgan.configs import common
 from jaxgan.errors import JaxganError
 from jaxgan.state import INFERENCE_FIELDS, GANState, InferenceState
 from jaxgan.tasks import make_task
+from jaxgan.workdir import read_config  # noqa: F401 (the tools' entry point)
+
+
+# -- config -------------------------------------------------------------------------
+
+
+def check_config(config) -> None:
+  """Every problem of `config` found before any work starts, one line each: the
+  shared keys' bounds, then the task's own checks (building it checks its keys)."""
+  found = common.problems(config)
+  try:
+    make_task(config, steps_per_epoch=1)
+  except JaxganError as e:
+    found.append(str(e))
+  except Exception:  # a consequence of a value already reported
+    if not found:
+      raise
+  if found:
+    raise JaxganError('\n'.join(found))
 
 
 # -- data -------------------------------------------------------------------------
@@ -113,13 +133,6 @@ class Trainer:
 
 
 # -- workdirs -----------------------------------------------------------------------
-
-
-def read_config(workdir):
-  config_path = Path(workdir) / 'config.json'
-  if not config_path.is_file():
-    raise JaxganError(f'{workdir} is not a jaxgan workdir (no config.json)')
-  return config_lib.from_json(config_path.read_text())
 
 
 def restore_inference(workdir, step=None, mesh=None):

@@ -12,49 +12,17 @@ and the last good checkpoint stays the latest.
 
 import logging
 import math
-import signal
 import time
-from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from clu import metric_writers, periodic_actions
 
-from jaxgan import checkpointing, config as config_lib, images, runs, sharding
+from jaxgan import checkpointing, images, runs, sharding, workdir as workdir_lib
+from jaxgan.cli import StopRequest
 from jaxgan.errors import JaxganError
 from jaxgan.tasks import make_task, task_class
-
-
-class StopRequest:
-  """SIGTERM/SIGINT set a flag: the loop finishes its step, checkpoints, exits 0.
-  A second signal falls back to the default behaviour."""
-
-  def __init__(self):
-    self.signal_name = None
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread: signals cannot be caught here
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    self.signal_name = signal.Signals(signum).name
-    logging.warning('%s received: finishing this step and writing a checkpoint',
-                    self.signal_name)
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-  @property
-  def requested(self) -> bool:
-    return self.signal_name is not None
 
 
 class _MetricLog:
@@ -92,44 +60,167 @@ class _MetricLog:
     return values
 
 
-def train_and_evaluate(config, workdir: str):
-  """Trains `config` in `workdir` (resuming from its latest checkpoint); returns the
-  final state."""
-  workdir = Path(workdir)
+def train_and_evaluate(config, workdir: str, stop: StopRequest | None = None):
+  """Trains `config` in `workdir` (resuming from its latest readable checkpoint);
+  returns the final state (None when stopped before the state existed).
+
+  Start-up touches the workdir only once the run is known to be able to continue
+  from it: the whole config is checked first, then the data and the networks are
+  built; the workdir is locked, the checkpoints are checked against the config and
+  restored; only then is config.json written. `stop`: a StopRequest the caller
+  installed earlier (so that a signal during imports is not lost); else one is
+  installed here."""
+  if stop is not None:
+    return _train(config, workdir, stop)
+  with StopRequest() as stop:
+    return _train(config, workdir, stop)
+
+
+class _Stopped(Exception):
+  """A stop request arrived during start-up."""
+
+
+def _train(config, workdir, stop: StopRequest):
+  multi = jax.process_count() > 1
+
+  def startup_point(what):
+    # With several processes a stop is agreed by the loop's vote at its first step:
+    # one process leaving alone would leave the others waiting in a collective.
+    if stop.requested and not multi:
+      raise _Stopped(what)
+
+  try:
+    startup_point('loading')
+  except _Stopped as e:
+    return _stopped_in_startup(stop, e)
+  runs.check_config(config)
+  workdir = workdir_lib.check_path(workdir)
   is_main = jax.process_index() == 0
   mesh = sharding.make_mesh()
   global_batch = config.data.batch_size
   sharding.check_batch(global_batch, mesh)
   logging.info('Devices: %d (%s) in %d process(es); mesh %s', jax.device_count(),
                jax.devices()[0].platform, jax.process_count(), dict(mesh.shape))
-
-  if is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / 'config.json').write_text(config_lib.to_json(config))
   t = config.train
-  ckpt = checkpointing.Checkpoints(workdir / 'checkpoints', max_to_keep=t.keep_checkpoints)
-  latest = ckpt.latest_step()
-  start_step = latest or 0
 
   source = runs.open_source(config)
   data_mode = task_class(config).data_mode
-  stream = runs.train_stream(config, source, data_mode, start_step=start_step,
-                             batch_sharding=sharding.batch_sharded(mesh))
-  steps_per_epoch = stream.steps_per_epoch
+  steps_per_epoch = runs.train_stream(config, source, data_mode,
+                                      start_step=0).steps_per_epoch
   task = make_task(config, steps_per_epoch)
   num_steps = t.num_steps or (t.epochs + t.epochs_decay) * steps_per_epoch
-
   trainer = runs.Trainer(task, config, mesh)
-  if latest is not None:
-    state, meta = ckpt.restore(trainer.abstract, latest)
-    logging.info('Resuming from checkpoint at step %d in %s', latest, ckpt.directory)
-    if meta.get('steps_per_epoch') != steps_per_epoch or meta.get('seed') != config.seed:
-      logging.warning('The data differs from the checkpoint (steps per epoch %s -> %s, '
-                      'seed %s -> %s): the resumed data order will differ.',
-                      meta.get('steps_per_epoch'), steps_per_epoch, meta.get('seed'),
-                      config.seed)
-  else:
-    state = trainer.init()
+  startup_point('building the data and the networks')
+
+  lock, ckpt = workdir_lib.Lock(workdir), None
+  try:
+    _lock(workdir, lock, is_main, multi)
+    ckpt = checkpointing.Checkpoints(workdir / 'checkpoints',
+                                     max_to_keep=t.keep_checkpoints)
+    state, start_step = _restore(config, workdir, ckpt, trainer, steps_per_epoch)
+    if is_main:
+      workdir_lib.write_config(workdir, config)
+    startup_point(f'restoring (step {start_step})')
+    state = _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
+                  start_step, num_steps, steps_per_epoch, startup_point)
+  except _Stopped as e:
+    state = _stopped_in_startup(stop, e)
+  except BaseException as e:
+    _close(ckpt, lock, workdir, quietly=True)
+    if isinstance(e, Exception) and not isinstance(e, JaxganError):
+      error = checkpointing.write_error(e, f'to {workdir}')
+      if error is not None:
+        raise _nothing_lost(error, workdir) from None
+    raise
+  _close(ckpt, lock, workdir, quietly=False)
+  return state
+
+
+def _stopped_in_startup(stop, e):
+  logging.warning('Stopped by %s during start-up (%s), before any training step; '
+                  'nothing to save. Run the same command to resume.', stop.signal_name, e)
+
+
+def _lock(workdir, lock, is_main: bool, multi: bool) -> None:
+  """Process 0 creates and locks the workdir; every process learns the outcome."""
+  error = None
+  if is_main:
+    try:
+      workdir.mkdir(parents=True, exist_ok=True)
+      lock.acquire()
+    except JaxganError as e:
+      error = e
+    except OSError as e:
+      error = checkpointing.write_error(e, f'to {workdir}') or JaxganError(
+          f'cannot use workdir {workdir}: {e.strerror or e}')
+  if multi:
+    from jax.experimental import multihost_utils
+    failed = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+    if failed and error is None:
+      error = JaxganError(f'process 0 could not lock workdir {workdir} (see its log)')
+  if error is not None:
+    raise error
+
+
+def _close(ckpt, lock, workdir, *, quietly: bool) -> None:
+  """Waits for the last async save and unlocks. Quietly: an error is already on its
+  way, so a second one (the same full disk, say) is logged, not raised."""
+  try:
+    if ckpt is not None:
+      ckpt.close()
+  except Exception as e:  # noqa: BLE001
+    error = checkpointing.write_error(e, f'the last checkpoint to {workdir}')
+    if quietly:
+      logging.warning('Closing the checkpoints: %s', checkpointing.one_line(e))
+    elif error is not None:
+      raise _nothing_lost(error, workdir) from None
+    else:
+      raise
+  finally:
+    lock.release()
+
+
+def _nothing_lost(error: JaxganError, workdir) -> JaxganError:
+  # Orbax names a step's folder by its number only once the step is complete.
+  steps = [int(p.name) for p in (workdir / 'checkpoints').glob('*') if p.name.isdigit()]
+  last = f'step {max(steps)}' if steps else 'none'
+  return JaxganError(f'{error}; the checkpoints written so far are intact (last: {last}): '
+                     f'free space and run the same command to resume')
+
+
+def _restore(config, workdir, ckpt, trainer, steps_per_epoch):
+  """(state, step): the newest intact checkpoint if it fits `config`, else a fresh
+  state at step 0. Refuses (one line) a checkpoint of another model or data order."""
+  steps = ckpt.all_steps()
+  if not steps:
+    return trainer.init(), 0
+  workdir_lib.check_resume(workdir, config)
+  try:
+    problems = ckpt.layout_problems(trainer.abstract, max(steps))
+  except Exception:  # noqa: BLE001 (an unreadable checkpoint: restore_latest says so)
+    problems = []
+  if problems:
+    raise JaxganError(f'cannot resume {workdir}: the checkpoint at step {max(steps)} '
+                      f'does not fit this config ({"; ".join(problems)})')
+  restored = ckpt.restore_latest(trainer.abstract)
+  if restored is None:
+    raise JaxganError(f'no readable checkpoint in {ckpt.directory} (all moved to '
+                      f'{workdir / "unreadable_checkpoints"}); start a new --workdir')
+  state, meta, step = restored
+  logging.info('Resuming from checkpoint at step %d in %s', step, ckpt.directory)
+  if meta.get('steps_per_epoch') != steps_per_epoch:
+    logging.warning('The data differs from the checkpoint (steps per epoch %s -> %s): '
+                    'the resumed data order will differ.', meta.get('steps_per_epoch'),
+                    steps_per_epoch)
+  return state, step
+
+
+def _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
+          start_step, num_steps, steps_per_epoch, startup_point):
+  is_main = jax.process_index() == 0
+  mesh, t, global_batch = trainer.mesh, config.train, config.data.batch_size
+  stream = runs.train_stream(config, source, data_mode, start_step=start_step,
+                             batch_sharding=trainer.batch_sharding)
   logging.info('Training %s: steps %d -> %d (%d per epoch), global batch %d; step '
                'functions %s', config.experiment, start_step, num_steps, steps_per_epoch,
                global_batch, ', '.join(f'{n} every {e}' for n, (_, e) in
@@ -148,6 +239,7 @@ def train_and_evaluate(config, workdir: str):
     except JaxganError as e:
       raise JaxganError(f'{e}; or train without FID: --config.eval.every=0') from None
     best = evaluation.BestScores(workdir)
+  startup_point(f'preparing samples and evaluation (step {start_step})')
 
   writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
   if start_step == 0:
@@ -155,13 +247,22 @@ def train_and_evaluate(config, workdir: str):
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=max(1, t.log_every),
                                            every_secs=None)
-  log = _MetricLog(writer, num_steps, t.log_every, global_batch, latest)
+  log = _MetricLog(writer, num_steps, t.log_every, global_batch,
+                   start_step if start_step else None)
+  stop_vote = _StopVote(trainer)
 
   def save(step):
+    # Never checkpoint a state that is not finite (the losses were checked already).
+    bad, checksums = checkpointing.audit(state)
+    if bad:
+      where = f'step {log.last_good}' if log.last_good is not None else 'none'
+      more = f' and {len(bad) - 1} more' if len(bad) > 1 else ''
+      raise JaxganError(f'non-finite values in {bad[0]}{more} after step {step}; '
+                        f'training stopped, not saved (last good checkpoint: {where})')
     ckpt.save(step, state, {'step': step, 'epoch': step // steps_per_epoch,
                             'steps_per_epoch': steps_per_epoch, 'seed': config.seed,
                             'data_source': config.data.source,
-                            'global_batch': global_batch})
+                            'global_batch': global_batch, 'checksums': checksums})
     log.last_good = step
 
   def evaluate(step):
@@ -180,35 +281,74 @@ def train_and_evaluate(config, workdir: str):
   pending = None
   step = start_step
   try:
-    with StopRequest() as stop:
-      batches = iter(stream)
-      while step < num_steps:
+    batches = iter(stream)
+    while step < num_steps:
+      try:
         batch = next(batches)
-        state, metrics = trainer.run(state, batch, step)
+      except JaxganError:  # an image went bad: keep the steps done so far
         if pending is not None:
           log.add(*pending)
-        step += 1
-        pending = (step, metrics)
-        report(step)
-        if stop.requested or step % t.checkpoint_every == 0 or step == num_steps:
-          log.add(*pending)  # never checkpoint a state whose losses are not finite
           pending = None
           save(step)
-        if t.sample_every and step % t.sample_every == 0:
-          write_samples(step)
-        if evaluator and (step % config.eval.every == 0 or step == num_steps):
-          evaluate(step)
-        if stop.requested:
-          logging.warning('Stopped by %s at step %d; checkpoint written. Run the same '
-                          'command to resume.', stop.signal_name, step)
-          break
+          logging.warning('Checkpoint written at step %d before stopping', step)
+        raise
+      state, metrics = trainer.run(state, batch, step)
+      stop_vote.cast(stop.requested)
       if pending is not None:
         log.add(*pending)
+      step += 1
+      pending = (step, metrics)
+      report(step)
+      stopping = stop_vote.result()
+      if stopping or step % t.checkpoint_every == 0 or step == num_steps:
+        log.add(*pending)  # never checkpoint a state whose losses are not finite
+        pending = None
+        save(step)
+      if stopping:
+        logging.warning('Stopped by %s at step %d; checkpoint written. Run the same '
+                        'command to resume.', stop.signal_name or 'another process',
+                        step)
+        break
+      if t.sample_every and step % t.sample_every == 0:
+        write_samples(step)
+      if evaluator and (step % config.eval.every == 0 or step == num_steps):
+        evaluate(step)
+    if pending is not None:
+      log.add(*pending)
   finally:
-    ckpt.close()
     writer.flush()
     writer.close()
   return state
+
+
+class _StopVote:
+  """Whether to stop, agreed by every process: each one's stop flag joins a max over
+  the devices, cast right after a step is dispatched and read after the next step
+  is, so every process stops after the same step without waiting in a collective.
+  With one process the flag is read directly."""
+
+  def __init__(self, trainer):
+    self.multi = jax.process_count() > 1
+    self._flag = False
+    self._cast = self._ready = None
+    if self.multi:
+      mesh = trainer.mesh
+      self._sharding = trainer.batch_sharding
+      self._local = len(mesh.local_devices)
+      self._size = mesh.devices.size
+      self._max = jax.jit(jnp.max, out_shardings=sharding.replicated(mesh))
+
+  def cast(self, flag: bool) -> None:
+    if not self.multi:
+      self._flag = flag
+      return
+    self._ready, self._cast = self._cast, self._max(jax.make_array_from_process_local_data(
+        self._sharding, np.full((self._local,), int(flag), np.int32), (self._size,)))
+
+  def result(self) -> bool:
+    if not self.multi:
+      return self._flag
+    return self._ready is not None and bool(jax.device_get(self._ready))
 
 
 def _flatten(tree, prefix=''):

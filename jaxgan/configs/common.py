@@ -40,6 +40,9 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   c.train.instance_noise = 0.0  # std of Gaussian noise on D's inputs (0: off)
   c.train.instance_noise_steps = 0  # anneal that std linearly to 0 over N steps (0: constant)
+  # Resuming with another data order (data.source, batch_size, load_size, flip, seed,
+  # ...) than the checkpoints' is an error unless this is true (then a warning).
+  c.train.allow_resume_changes = False
 
   c.loss = ml_collections.ConfigDict()
   c.loss.gan_mode = 'vanilla'  # lsgan | vanilla | hinge | wgangp
@@ -108,3 +111,35 @@ def smoke_run(c: ml_collections.ConfigDict) -> None:
   c.eval.every = 0
   c.eval.num_images = 8
   c.eval.batch_size = 4
+
+
+# (key, lowest valid value, what the value means when it matters)
+_BOUNDS = (
+    ('seed', 0, ''), ('data.batch_size', 1, ''), ('data.image_size', 1, ''),
+    ('data.load_size', 1, ''), ('data.synthetic_size', 1, ''),
+    ('train.num_steps', 0, ' (0: epochs + epochs_decay)'), ('train.epochs', 0, ''),
+    ('train.epochs_decay', 0, ''), ('train.log_every', 1, ''),
+    ('train.sample_every', 0, ' (0: off)'), ('train.sample_size', 1, ''),
+    ('train.checkpoint_every', 1, ''), ('train.keep_checkpoints', 1, ''),
+    ('eval.every', 0, ' (0: off)'), ('eval.num_images', 0, ' (0: all)'),
+    ('eval.batch_size', 1, ''),
+)
+
+
+def problems(c: ml_collections.ConfigDict) -> list[str]:
+  """What is wrong with the shared keys of `c`, one line each (the task checks its own
+  keys when it is built); [] when nothing is."""
+  found = []
+  for key, low, note in _BOUNDS:
+    node = c
+    for part in key.split('.'):
+      node = node[part]
+    if isinstance(node, bool) or not isinstance(node, int):
+      found.append(f'{key}={node!r} must be an integer')
+    elif node < low:
+      found.append(f'{key}={node} must be >= {low}{note}')
+  t = c.train
+  if t.num_steps == t.epochs == t.epochs_decay == 0:
+    found.append('train.num_steps=0 and train.epochs + train.epochs_decay = 0: nothing '
+                 'to train')
+  return found

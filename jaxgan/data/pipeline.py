@@ -226,12 +226,34 @@ class BatchStream:
   def __iter__(self):
     global_shape = (self.global_batch, self.image_size, self.image_size,
                     self.channels)
-    for batch in self.dataset().as_numpy_iterator():
+    batches = self.dataset().as_numpy_iterator()
+    step = self.start_step
+    while True:
+      try:
+        batch = next(batches)
+      except tf.errors.OpError as e:
+        raise JaxganError(self._failure(step, e)) from None
       if self.sharding is None:
         yield batch
       else:
         yield {k: jax.make_array_from_process_local_data(self.sharding, v, global_shape)
                for k, v in batch.items()}
+      step += 1
+
+  def _failure(self, step: int, error) -> str:
+    """One line on why the batch of `step` could not be made, naming the image."""
+    epoch, offset = divmod(step, self.steps_per_epoch)
+    order_a, order_b = self.orders(epoch)
+    pos = np.arange(offset * self.global_batch + self._rows[0],
+                    offset * self.global_batch + self._rows[1])
+    for domain, order in ((self.domains.a, order_a), (self.domains.b, order_b)):
+      for i in ([] if domain is None else order[pos]):
+        problem = domain.problem(int(i))
+        if problem:
+          return (f'cannot read image {problem}, needed at step {step}: replace or '
+                  f'remove it, then run the same command to resume')
+    text = str(error).strip().splitlines()
+    return f'the input pipeline failed at step {step}: {text[0] if text else error}'
 
 
 def train_batches(domains: Domains, *, global_batch: int, load_size: int,

@@ -75,6 +75,11 @@ class ImageSet(abc.ABC):
   def __repr__(self):
     return f'{type(self).__name__}({self.name!r}, {len(self)} images)'
 
+  def problem(self, i: int) -> str | None:
+    """Why image i cannot be read now (e.g. its file changed since the source was
+    built), or None."""
+    return None
+
 
 class FileImageSet(ImageSet):
   """Image files on disk, optionally the left or right half of each (pix2pix)."""
@@ -105,6 +110,13 @@ class FileImageSet(ImageSet):
 
   def numpy(self, i):
     return np.ascontiguousarray(self._crop_half_np(images.read_rgb(self.files[i])))
+
+  def problem(self, i):
+    try:
+      images.read_rgb(self.files[i])
+    except Exception as e:  # noqa: BLE001 (PIL raises many types)
+      return f'{self.files[i]} ({type(e).__name__}: {e})'
+    return None
 
   def _read_full(self, i):
     return images.read_rgb(self.files[int(i)])

@@ -1,0 +1,191 @@
+"""Tests for experiments/torch_baseline.py, the PyTorch baseline of the A/B benchmark.
+
+Parameter counts are pinned to the reference's numbers and compared with jaxgan's at
+full size (building the torch networks is cheap; jaxgan's side is shape-only); the
+iterations that run use small sizes and widths so the file stays fast on CPU.
+Skipped where PyTorch is not installed (pip install -e '.[bench]').
+"""
+
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip(
+    'torch', reason="PyTorch is optional (pip install -e '.[bench]')")
+
+_PATH = Path(__file__).resolve().parents[1] / 'experiments' / 'torch_baseline.py'
+
+
+def _load():
+  spec = importlib.util.spec_from_file_location('torch_baseline', _PATH)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules.setdefault('torch_baseline', module)
+  spec.loader.exec_module(module)
+  return module
+
+
+tb = _load()
+
+
+def _counts(**kwargs):
+  return tb.build(tb.Settings(**kwargs)).counts()
+
+
+# The reference's numbers (as pinned for jaxgan in tests/test_models.py,
+# tests/test_dcgan_models.py and tests/test_pix2pix.py).
+@pytest.mark.parametrize('net, expected', [
+    (lambda: tb.ResnetGenerator(3, 3, 64, 'instance', False, 9), 11_378_179),
+    (lambda: tb.ResnetGenerator(3, 3, 64, 'instance', False, 6), 7_837_699),
+    (lambda: tb.UnetGenerator(3, 3, 8, 64, 'batch', True), 54_413_955),
+    (lambda: tb.UnetGenerator(3, 3, 7, 64, 'batch', True), 41_828_995),
+    (lambda: tb.NLayerDiscriminator(3, 64, 3, 'instance'), 2_764_737),
+    (lambda: tb.NLayerDiscriminator(6, 64, 3, 'batch'), 2_768_705),
+    (lambda: tb.DCGANGenerator(100, 64, 3, 64), 3_576_704),
+    (lambda: tb.DCGANDiscriminator(64, 3, 64), 2_765_568),
+    (lambda: tb.DCGANGenerator(100, 64, 1, 32), 1_066_880),
+    (lambda: tb.DCGANDiscriminator(64, 1, 32), 661_248),
+])
+def test_param_counts_match_the_reference(net, expected):
+  assert tb.count_params(net()) == expected
+
+
+@pytest.mark.parametrize('kwargs, expected', [
+    (dict(experiment='cyclegan', size=256),
+     {'G': 11_378_179, 'F': 11_378_179, 'D_A': 2_764_737, 'D_B': 2_764_737}),
+    (dict(experiment='pix2pix', size=256), {'G': 54_413_955, 'D': 2_768_705}),
+    (dict(experiment='pix2pix', size=64), None),  # unet_64
+    (dict(experiment='pix2pix', size=32), None),  # unet_32: the smallest U-Net
+    (dict(experiment='dcgan', size=64), {'G': 3_576_704, 'D': 2_765_568}),
+    (dict(experiment='dcgan', size=32, channels=1), {'G': 1_066_880, 'D': 661_248}),
+])
+def test_param_counts_equal_jaxgan(kwargs, expected):
+  settings = tb.Settings(**kwargs)
+  counts = tb.build(settings).counts()
+  jax_counts = tb.jaxgan_counts(settings)
+  assert counts == jax_counts
+  if expected is not None:
+    assert counts == expected
+  tb.check_counts(counts, jax_counts)  # no error
+
+
+def test_count_mismatch_is_a_one_line_error_naming_the_network():
+  with pytest.raises(tb.BaselineError) as e:
+    tb.check_counts({'G': 10, 'D': 2_764_737}, {'G': 10, 'D': 2_764_738})
+  assert str(e.value) == 'parameter count of D: torch 2,764,737 != jaxgan 2,764,738'
+
+
+def test_generator_by_size_mirrors_jaxgan():
+  assert [tb.default_generator('pix2pix', s) for s in (32, 64, 96, 128, 256, 512)] == [
+      'unet_32', 'unet_64', 'unet_32', 'unet_128', 'unet_256', 'unet_256']
+  assert tb.default_generator('cyclegan', 64) == 'resnet_9blocks'
+  with pytest.raises(tb.BaselineError, match='multiple of 32'):
+    tb.Settings(experiment='pix2pix', size=48)
+  with pytest.raises(tb.BaselineError, match='power of two'):
+    tb.Settings(experiment='dcgan', size=48)
+
+
+def test_output_shapes_match_jaxgan():
+  import jax
+  import jax.numpy as jnp
+  from jaxgan import models
+
+  def jax_shape(module, shape):
+    x = jnp.zeros(shape)
+    return jax.eval_shape(lambda: module.init_with_output(
+        jax.random.PRNGKey(0), x, train=False))[0].shape
+
+  for size in (32, 256):
+    d = tb.NLayerDiscriminator(3, 64, 3, 'instance')
+    out = d(torch.zeros(1, 3, size, size)).shape
+    expected = jax_shape(models.make_discriminator('basic'), (1, size, size, 3))
+    assert (out[0], out[2], out[3], out[1]) == expected  # NCHW vs NHWC
+  with torch.no_grad():
+    g = tb.ResnetGenerator(3, 3, 8, 'instance', False, 9)
+    assert g(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    u = tb.UnetGenerator(3, 3, 5, 8, 'batch', True).eval()
+    assert u(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    dg = tb.DCGANGenerator(100, 8, 3, 64).eval()
+    assert dg(torch.zeros(2, 100, 1, 1)).shape == (2, 3, 64, 64)
+    assert tb.DCGANDiscriminator(8, 3, 64).eval()(torch.zeros(2, 3, 64, 64)).shape == (2,)
+
+
+def _snapshot(model):
+  return {name: [p.detach().clone() for p in net.parameters()]
+          for name, net in model.networks.items()}
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(experiment='cyclegan', size=32, ngf=8, ndf=8),
+    dict(experiment='pix2pix', size=32, ngf=8, ndf=8),
+    dict(experiment='dcgan', size=64, batch=2),
+])
+def test_one_iteration_updates_every_network(kwargs):
+  model = tb.build(tb.Settings(**kwargs))
+  before = _snapshot(model)
+  times = tb.time_steps(model, steps=1, warmup=0)
+  assert len(times) == 1 and times[0] > 0
+  losses = model.losses()
+  assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+  for name, params in _snapshot(model).items():
+    assert any(not torch.equal(a, b) for a, b in zip(before[name], params)), name
+  # set_requires_grad as in the references: pix2pix's step ends with D frozen (it
+  # is unfrozen at the start of the next), CycleGAN's with D_A and D_B trainable.
+  frozen = {'D'} if kwargs['experiment'] == 'pix2pix' else set()
+  for name, net in model.networks.items():
+    assert all(p.requires_grad != (name in frozen) for p in net.parameters()), name
+  if kwargs['experiment'] == 'cyclegan':
+    assert set(losses) == {'D_A', 'D_B', 'G_A', 'G_B', 'cycle_A', 'cycle_B', 'idt_A',
+                           'idt_B', 'G'}
+    # The pools keep this step's fakes, without their graph.
+    assert model.fake_A_pool.num_imgs == model.fake_B_pool.num_imgs == 1
+    assert not model.fake_A_pool.images[0].requires_grad
+
+
+def test_image_pool_semantics():
+  size = 50
+  pool = tb.ImagePool(size, rng=random.Random(0))
+  images = torch.arange(200, dtype=torch.float32).view(200, 1, 1, 1)
+  # Filling: the first 50 images come back as they are, and are stored in order.
+  for start in range(0, size, 10):
+    out = pool.query(images[start:start + 10])
+    assert torch.equal(out, images[start:start + 10])
+  assert [int(x) for x in pool.images] == list(range(size))
+  # Full: each image is returned (pool unchanged) or swapped for a stored one.
+  returned = swapped = 0
+  for i in range(size, 200):
+    stored = [int(x) for x in pool.images]
+    out = int(pool.query(images[i:i + 1]))
+    now = [int(x) for x in pool.images]
+    if out == i:
+      returned += 1
+      assert now == stored
+    else:
+      swapped += 1
+      slot = stored.index(out)
+      assert now == stored[:slot] + [i] + stored[slot + 1:]
+  assert returned > 50 and swapped > 50  # ~1/2 each of 150
+  # Reproducible with the same seed; pool_size 0 is a pass-through.
+  again = tb.ImagePool(size, rng=random.Random(0))
+  first = [int(again.query(images[i:i + 1])) for i in range(200)]
+  third = tb.ImagePool(size, rng=random.Random(0))
+  assert first == [int(third.query(images[i:i + 1])) for i in range(200)]
+  assert tb.ImagePool(0).query(images) is images
+
+
+def test_cli_json_and_errors(capsys):
+  threads = torch.get_num_threads()
+  try:
+    tb.main(['--experiment', 'dcgan', '--size', '8', '--batch', '2', '--steps', '2',
+             '--warmup', '0', '--threads', '1', '--json'])
+  finally:
+    torch.set_num_threads(threads)  # a process-wide setting
+  r = json.loads(capsys.readouterr().out)
+  assert r['experiment'] == 'dcgan' and r['steps'] == 2 and r['threads'] == 1
+  assert r['min_s'] <= r['step_s'] <= r['max_s'] and r['finite'] and r['count_checked']
+  assert r['img_s'] == pytest.approx(2 / r['step_s'])
+  with pytest.raises(SystemExit, match='^torch_baseline: error: pix2pix needs --size'):
+    tb.main(['--experiment', 'pix2pix', '--size', '48'])
