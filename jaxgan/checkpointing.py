@@ -38,10 +38,8 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
         enable_async_checkpointing=not read_only)
-    self.manager = ocp.CheckpointManager(
-        self.directory, options=options,
-        item_handlers={'state': ocp.StandardCheckpointHandler(),
-                       'meta': ocp.JsonCheckpointHandler()})
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=('state', 'meta'))
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -75,7 +73,8 @@ class Checkpoints:
   def layout_problems(self, abstract_state, step: int) -> list[str]:
     """How the state saved at `step` differs in structure, shapes or dtypes from
     `abstract_state` (at most 5 lines; [] when it fits)."""
-    saved = _shapes(self.manager.item_metadata(step)['state'])
+    saved = _shapes(ocp.PyTreeCheckpointHandler().metadata(
+        self.directory / str(step) / 'state'))
     wanted = _shapes(abstract_state)
     found = [f'{k}: saved {saved[k]}, expected {wanted[k]}' for k in wanted
              if k in saved and saved[k] != wanted[k]]

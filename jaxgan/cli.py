@@ -35,10 +35,12 @@ def _closed_loop_callback(exc_type, exc, tb) -> bool:
   return tb is not None and tb.tb_frame.f_code.co_name == '_check_closed'
 
 
-def _quiet_excepthook(previous):
-  def hook(exc_type, exc, tb):
-    if not _closed_loop_callback(exc_type, exc, tb):
-      previous(exc_type, exc, tb)
+def _quiet_unraisablehook(previous):
+  def hook(unraisable):
+    if not _closed_loop_callback(unraisable.exc_type, unraisable.exc_value,
+                                 unraisable.exc_traceback):
+      previous(unraisable)
+  hook.jaxgan_quiet = True
   return hook
 
 
@@ -47,9 +49,8 @@ def setup_logging() -> None:
   absl_logging.set_stderrthreshold(absl_logging.INFO)
   absl_logging.use_absl_handler()
   absl_logging.get_absl_handler().addFilter(_QuietLibraries())
-  if not getattr(sys.excepthook, 'jaxgan_quiet', False):
-    sys.excepthook = _quiet_excepthook(sys.excepthook)
-    sys.excepthook.jaxgan_quiet = True
+  if not getattr(sys.unraisablehook, 'jaxgan_quiet', False):
+    sys.unraisablehook = _quiet_unraisablehook(sys.unraisablehook)
 
 
 def run(main, argv=None) -> int:

@@ -81,6 +81,16 @@ class _Stopped(Exception):
 
 
 def _train(config, workdir, stop: StopRequest):
+  try:
+    return _start_and_run(config, workdir, stop)
+  except _Stopped as e:
+    logging.warning('Stopped by %s during start-up (%s), before any training step; '
+                    'nothing to save. Run the same command to resume.',
+                    stop.signal_name, e)
+    return None
+
+
+def _start_and_run(config, workdir, stop: StopRequest):
   multi = jax.process_count() > 1
 
   def startup_point(what):
@@ -89,10 +99,7 @@ def _train(config, workdir, stop: StopRequest):
     if stop.requested and not multi:
       raise _Stopped(what)
 
-  try:
-    startup_point('loading')
-  except _Stopped as e:
-    return _stopped_in_startup(stop, e)
+  startup_point('loading')
   runs.check_config(config)
   workdir = workdir_lib.check_path(workdir)
   is_main = jax.process_index() == 0
@@ -123,8 +130,6 @@ def _train(config, workdir, stop: StopRequest):
     startup_point(f'restoring (step {start_step})')
     state = _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
                   start_step, num_steps, steps_per_epoch, startup_point)
-  except _Stopped as e:
-    state = _stopped_in_startup(stop, e)
   except BaseException as e:
     _close(ckpt, lock, workdir, quietly=True)
     if isinstance(e, Exception) and not isinstance(e, JaxganError):
@@ -134,11 +139,6 @@ def _train(config, workdir, stop: StopRequest):
     raise
   _close(ckpt, lock, workdir, quietly=False)
   return state
-
-
-def _stopped_in_startup(stop, e):
-  logging.warning('Stopped by %s during start-up (%s), before any training step; '
-                  'nothing to save. Run the same command to resume.', stop.signal_name, e)
 
 
 def _lock(workdir, lock, is_main: bool, multi: bool) -> None:

@@ -189,3 +189,37 @@ def test_cli_json_and_errors(capsys):
   assert r['img_s'] == pytest.approx(2 / r['step_s'])
   with pytest.raises(SystemExit, match='^torch_baseline: error: pix2pix needs --size'):
     tb.main(['--experiment', 'pix2pix', '--size', '48'])
+
+
+def _load_bench_compare():
+  path = _PATH.parent / 'bench_compare.py'
+  spec = importlib.util.spec_from_file_location('bench_compare', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_bench_compare_commands_runs_and_table():
+  bc = _load_bench_compare()
+  args = bc.parse_args(['--experiment', 'pix2pix', '--sizes', '64', '--channels', '1'])
+  jax_cmd, torch_cmd = bc.commands(args, 64, 2, 'bfloat16', threads=2, first_round=False)
+  assert '--json' in jax_cmd and '--json' in torch_cmd
+  assert '--config.model.generator=unet_64' in jax_cmd
+  assert '--config.data.channels=1' in jax_cmd
+  assert torch_cmd[torch_cmd.index('--generator') + 1] == 'unet_64'
+  assert torch_cmd[torch_cmd.index('--threads') + 1] == '2'
+  assert '--skip-count-check' in torch_cmd
+  # A run: its JSON line, its own CPU time apart from the others'.
+  code = 'import json; sum(range(10**6)); print("noise"); print(json.dumps({"step_s": 0.5}))'
+  run = bc.run_one([sys.executable, '-c', code], None, bc.cpu_set(), timeout=60)
+  assert run['result'] == {'step_s': 0.5} and run['error'] == '' and run['rc'] == 0
+  assert run['child_cpu_s'] > 0 and 0 <= run['others_pct']
+  failed = bc.run_one([sys.executable, '-c', 'raise SystemExit("x: error: bad")'], None,
+                      bc.cpu_set(), timeout=60)
+  assert failed['error'] == 'exit status 1: x: error: bad'
+  rows = [dict(row='cyclegan 64 b1 float32', jaxgan='1.0000 (0.9000-1.1000)',
+               baseline='2.0000 (2.0000-2.0000)', ratio='2.00x')]
+  assert bc.table(rows, markdown=True).splitlines() == [
+      '| row | jaxgan s/iteration | baseline s/iteration | baseline/jaxgan |',
+      '|---|---|---|---|',
+      '| cyclegan 64 b1 float32 | 1.0000 (0.9000-1.1000) | 2.0000 (2.0000-2.0000) | 2.00x |']

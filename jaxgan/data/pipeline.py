@@ -246,14 +246,22 @@ class BatchStream:
     order_a, order_b = self.orders(epoch)
     pos = np.arange(offset * self.global_batch + self._rows[0],
                     offset * self.global_batch + self._rows[1])
-    for domain, order in ((self.domains.a, order_a), (self.domains.b, order_b)):
-      for i in ([] if domain is None else order[pos]):
-        problem = domain.problem(int(i))
-        if problem:
-          return (f'cannot read image {problem}, needed at step {step}: replace or '
-                  f'remove it, then run the same command to resume')
-    text = str(error).strip().splitlines()
-    return f'the input pipeline failed at step {step}: {text[0] if text else error}'
+    images = [(domain, int(i)) for domain, order in ((self.domains.a, order_a),
+                                                     (self.domains.b, order_b))
+              if domain is not None for i in order[pos]]
+    return _unreadable(images, error, f'step {step}') + (
+        ', then run the same command to resume')
+
+
+def _unreadable(images, error, needed_for: str) -> str:
+  """One line naming the first of `images` ((ImageSet, index) pairs) that cannot be
+  read now, else the pipeline's own first line."""
+  for image_set, i in images:
+    problem = image_set.problem(i)
+    if problem:
+      return f'cannot read image {problem}, needed for {needed_for}: replace or remove it'
+  text = str(error).strip().splitlines()
+  return f'the input pipeline failed for {needed_for}: {text[0] if text else error}'
 
 
 def train_batches(domains: Domains, *, global_batch: int, load_size: int,
@@ -294,7 +302,12 @@ def _load_resized(image_set: ImageSet, n: int, load_size: int, image_size: int,
 
   ds = tf.data.Dataset.range(n).map(load, num_parallel_calls=tf.data.AUTOTUNE,
                                     deterministic=True)
-  return next(ds.batch(n).as_numpy_iterator())
+  try:
+    return next(ds.batch(n).as_numpy_iterator())
+  except tf.errors.OpError as e:
+    raise JaxganError(_unreadable(
+        [(image_set, i % len(image_set)) for i in range(n)], e,
+        'the sample images')) from None
 
 
 def fixed_batch(domains: Domains, n: int, *, load_size: int, image_size: int,
