@@ -11,7 +11,17 @@ seconds per step over --steps timed steps after --warmup, images/s, achieved GFL
 Data is random (no input pipeline in the timing); the state is donated as in training.
 With --json, stdout is one JSON line per (size, batch, dtype) instead of the table: the
 iteration's figures (the amortized iteration when the task has several step functions,
-else its one step), for experiments/bench_compare.py; the header line goes to stderr.
+else its one step), for experiments/bench_compare.py and experiments/gpu_table.py; the
+header line goes to stderr. The JSON also has the compiled step's memory (temp_mb,
+arg_mb, out_mb, alias_mb and XLA's own peak estimate xla_peak_mb, `memory_analysis()`'s
+peak_memory_in_bytes, 0 where the backend has none: each the largest over the step
+functions), gflop_hlo (the cost analysis of the lowered, not yet optimised HLO,
+beside gflop, the compiled module's) and peak_mb, the device's
+`memory_stats()['peak_bytes_in_use']` after the setting (cumulative over the process,
+so exact for one setting per process; null where the backend keeps no statistics).
+
+TensorFlow is not needed: the script feeds random arrays, and `jaxgan.runs` imports the
+tf.data layer only where it is used (the GPU machine's image has no TensorFlow).
 """
 
 import argparse
@@ -22,6 +32,7 @@ import time
 
 import jax
 import numpy as np
+
 
 from jaxgan import config as config_lib, runs, sharding
 from jaxgan.tasks import make_task
@@ -75,27 +86,33 @@ def bench_one(base, size, batch, dtype, steps, warmup):
   shape = (batch, size, size, config.data.channels)
   data = trainer.put({k: rng.uniform(-1, 1, shape).astype(np.float32) for k in keys})
   rows, iteration = [], dict(compile_s=0.0, step_s=0.0, min_s=0.0, max_s=0.0, gflop=0.0,
-                             temp_mb=0.0, arg_mb=0.0, finite=True)
+                             gflop_hlo=0.0, temp_mb=0.0, arg_mb=0.0, out_mb=0.0,
+                             alias_mb=0.0, xla_peak_mb=0.0, finite=True)
   for name, (step, every) in trainer.steps.items():
     t0 = time.perf_counter()
-    compiled = step.lower(state, data).compile()
+    lowered = step.lower(state, data)
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+    flops = _flops(compiled)
+    flops_hlo = _flops(lowered)  # before XLA's rewrites (convolutions as such)
     mem = compiled.memory_analysis()
     med, lo, hi, state, metrics = _time(compiled, state, data, steps, warmup)
     finite = all(np.isfinite(float(v)) for v in jax.device_get(metrics).values())
     row = dict(name=f'{name} (every {every})', compile_s=compile_s, step_s=med, min_s=lo,
-               max_s=hi, gflop=flops / 1e9,
+               max_s=hi, gflop=flops / 1e9, gflop_hlo=flops_hlo / 1e9,
                temp_mb=getattr(mem, 'temp_size_in_bytes', 0) / 2**20,
-               arg_mb=getattr(mem, 'argument_size_in_bytes', 0) / 2**20, finite=finite)
+               arg_mb=getattr(mem, 'argument_size_in_bytes', 0) / 2**20,
+               out_mb=getattr(mem, 'output_size_in_bytes', 0) / 2**20,
+               alias_mb=getattr(mem, 'alias_size_in_bytes', 0) / 2**20,
+               xla_peak_mb=getattr(mem, 'peak_memory_in_bytes', 0) / 2**20, finite=finite)
     rows.append(row)
-    for key in ('step_s', 'min_s', 'max_s', 'gflop'):
+    for key in ('step_s', 'min_s', 'max_s', 'gflop', 'gflop_hlo'):
       iteration[key] += row[key] / every
     iteration['compile_s'] += compile_s
     iteration['temp_mb'] = max(iteration['temp_mb'], row['temp_mb'])
     iteration['arg_mb'] = max(iteration['arg_mb'], row['arg_mb'])
+    for key in ('out_mb', 'alias_mb', 'xla_peak_mb'):
+      iteration[key] = max(iteration[key], row[key])
     iteration['finite'] &= finite
   if len(rows) > 1:
     rows.append(dict(iteration, name='iteration (amortized)'))
@@ -103,6 +120,27 @@ def bench_one(base, size, batch, dtype, steps, warmup):
     row.update(size=size, batch=batch, dtype=dtype, img_s=batch / row['step_s'],
                gflops=row['gflop'] / row['step_s'])
   return rows
+
+
+def _flops(stage):
+  """The FLOP count of XLA's cost analysis of a Lowered or Compiled, or NaN."""
+  try:
+    cost = stage.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  (not every backend has one)
+    return float('nan')
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', float('nan'))) if cost else float('nan')
+
+
+def _peak_mb(device):
+  """The device allocator's peak MiB so far in this process, or None."""
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except  (unimplemented on some backends)
+    return None
+  if not stats or 'peak_bytes_in_use' not in stats:
+    return None
+  return stats['peak_bytes_in_use'] / 2**20
 
 
 def main(argv):
@@ -126,8 +164,12 @@ def main(argv):
               side='jaxgan', experiment=args.experiment, size=size, batch=batch,
               dtype=dtype, row=r['name'], step_s=r['step_s'], min_s=r['min_s'],
               max_s=r['max_s'], img_s=r['img_s'], compile_s=r['compile_s'],
-              gflop=r['gflop'], finite=bool(r['finite']), steps=args.steps,
-              warmup=args.warmup, platform=dev.platform, jax=jax.__version__)),
+              gflop=r['gflop'], gflop_hlo=r['gflop_hlo'], finite=bool(r['finite']),
+              steps=args.steps, warmup=args.warmup, platform=dev.platform,
+              jax=jax.__version__,
+              temp_mb=r['temp_mb'], arg_mb=r['arg_mb'], out_mb=r['out_mb'],
+              alias_mb=r['alias_mb'], xla_peak_mb=r['xla_peak_mb'],
+              peak_mb=_peak_mb(dev), device_kind=dev.device_kind)),
                 flush=True)
     return
   header = ('size', 'batch', 'dtype', 'step function', 'compile_s', 'step_s', 'min_s',

@@ -31,7 +31,10 @@ Before timing, the parameter count of every network is checked against jaxgan's 
 the same settings (`jaxgan.params.counts`); a mismatch is a one-line error. Then
 --warmup iterations (not timed) and --steps timed ones (torch.cuda.synchronize after
 each on a GPU); the script prints the median / min / max seconds per iteration and
-images/s, or with --json one JSON line of the same figures. --dtype bfloat16 runs the
+images/s, or with --json one JSON line of the same figures, plus first_s (the first
+warm-up iteration's seconds, timed apart: cuDNN autotuning and allocator growth),
+peak_mb (torch.cuda.max_memory_allocated, reset before the model is built; null on the
+CPU), the device name, CUDA and cuDNN versions and the TF32 switches. --dtype bfloat16 runs the
 forward passes and losses under torch.autocast(dtype=torch.bfloat16) (AMP; parameters
 and optimizer state stay float32, as jaxgan's dtype=bfloat16).
 
@@ -793,15 +796,26 @@ def run(args) -> dict:
   torch.set_num_threads(threads)
   if args.device == 'cuda':
     torch.backends.cudnn.benchmark = True  # as both references set it
+    torch.cuda.reset_peak_memory_stats()
   model = build(settings, args.device, args.dtype, args.channels_last, args.seed)
   counts = model.counts()
   if not args.skip_count_check:
     if 'jax' not in sys.modules:  # jaxgan only evaluates shapes: keep it on the CPU.
       os.environ['JAX_PLATFORMS'] = 'cpu'
     check_counts(counts, jaxgan_counts(settings))
-  times = time_steps(model, args.steps, args.warmup)
+  # The first warm-up iteration apart: it holds cuDNN's autotuning (benchmark mode)
+  # and the allocator's growth, the baseline's analogue of jaxgan's compile time.
+  first_s, warmup = None, args.warmup
+  if warmup:
+    t0 = time.perf_counter()
+    model.optimize_parameters()
+    if args.device == 'cuda':
+      torch.cuda.synchronize()
+    first_s, warmup = time.perf_counter() - t0, warmup - 1
+  times = time_steps(model, args.steps, warmup)
   losses = model.losses()
   median = statistics.median(times)
+  cuda = args.device == 'cuda'
   return dict(side='torch', experiment=settings.experiment, generator=settings.generator,
               size=settings.size, batch=settings.batch, channels=settings.channels,
               dtype=args.dtype, device=args.device, channels_last=args.channels_last,
@@ -809,7 +823,12 @@ def run(args) -> dict:
               min_s=min(times), max_s=max(times), img_s=settings.batch / median,
               params=counts, count_checked=not args.skip_count_check,
               finite=all(math.isfinite(v) for v in losses.values()),
-              torch=torch.__version__)
+              torch=torch.__version__, first_s=first_s,
+              peak_mb=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+              device_name=torch.cuda.get_device_name() if cuda else 'cpu',
+              cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+              cudnn_tf32=torch.backends.cudnn.allow_tf32,
+              matmul_tf32=torch.backends.cuda.matmul.allow_tf32)
 
 
 def main(argv):

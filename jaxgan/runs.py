@@ -6,18 +6,24 @@ The loop (`jaxgan.train`), the tests of sharding and resume, `translate`, `evalu
 and the benchmarks all go through here, so they exercise the same wiring.
 """
 
+from __future__ import annotations
+
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 
-from jaxgan import checkpointing, data, sharding
+from jaxgan import checkpointing, sharding
 from jaxgan.configs import common
 from jaxgan.errors import JaxganError
 from jaxgan.state import INFERENCE_FIELDS, GANState, InferenceState
 from jaxgan.tasks import make_task
 from jaxgan.workdir import read_config  # noqa: F401 (the tools' entry point)
+
+if TYPE_CHECKING:
+  from jaxgan import data
 
 
 # -- config -------------------------------------------------------------------------
@@ -41,7 +47,12 @@ def check_config(config) -> None:
 # -- data -------------------------------------------------------------------------
 
 
+# The data layer (tf.data) is imported where it is used: the jit wiring below and the
+# benchmarks that feed random arrays run where TensorFlow is not installed.
+
+
 def open_source(config) -> data.Source:
+  from jaxgan import data
   d = config.data
   return data.load_source(d.source, seed=config.seed, image_size=d.load_size,
                           synthetic_size=d.synthetic_size,
@@ -51,6 +62,7 @@ def open_source(config) -> data.Source:
 def train_stream(config, source, data_mode: str, *, start_step: int,
                  batch_sharding=None) -> data.BatchStream:
   """The training batches from `start_step` on (a pure function of seed and step)."""
+  from jaxgan import data
   d = config.data
   stream = data.train_batches(
       source.task_domains('train', data_mode), global_batch=d.batch_size,
@@ -66,6 +78,7 @@ def train_stream(config, source, data_mode: str, *, start_step: int,
 def sample_batch(config, source, data_mode: str) -> dict[str, np.ndarray]:
   """The fixed images of the sample grids: the first `train.sample_size` of each
   domain of the test split (the train split if there is none)."""
+  from jaxgan import data
   split = 'test' if source.has_split('test') else 'train'
   domains = source.task_domains(split, data_mode)
   sizes = [len(s) for s in (domains.a, domains.b) if s is not None]
