@@ -36,6 +36,7 @@ class _MetricLog:
     self.last_good = last_good
     self._sums, self._counts, self._steps = {}, {}, 0
     self._t0 = time.monotonic()
+    self.data_wait = 0.0  # seconds the loop waited for the input pipeline
 
   def add(self, step: int, metrics) -> dict:
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -54,9 +55,13 @@ class _MetricLog:
       scalars = {f'train/{k}': v / self._counts[k] for k, v in self._sums.items()}
       scalars['train/steps_per_sec'] = self._steps / elapsed
       scalars['train/images_per_sec'] = self._steps * self.global_batch / elapsed
+      # The share of the wall time spent waiting for batches: ~0 when the input
+      # pipeline outruns the step.
+      scalars['train/data_wait_frac'] = min(1.0, self.data_wait / elapsed)
       self.writer.write_scalars(step, scalars)
       self._sums, self._counts, self._steps = {}, {}, 0
       self._t0 = time.monotonic()
+      self.data_wait = 0.0
     return values
 
 
@@ -283,6 +288,7 @@ def _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
   try:
     batches = iter(stream)
     while step < num_steps:
+      waited = time.monotonic()
       try:
         batch = next(batches)
       except JaxganError:  # an image went bad: keep the steps done so far
@@ -292,6 +298,7 @@ def _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
           save(step)
           logging.warning('Checkpoint written at step %d before stopping', step)
         raise
+      log.data_wait += time.monotonic() - waited
       state, metrics = trainer.run(state, batch, step)
       stop_vote.cast(stop.requested)
       if pending is not None:

@@ -389,3 +389,31 @@ def test_count_params():
   tree = {'a': jnp.zeros((3, 4)), 'b': {'c': jnp.zeros(5)},
           'd': jax.ShapeDtypeStruct((2, 2), jnp.float32)}
   assert models.count_params(tree) == 21
+
+
+@pytest.mark.parametrize('x_shape,w_shape,stride,padding,method', [
+    ((1, 64, 64, 16), (3, 3, 16, 32), 1, ((1, 1), (1, 1)), 'taps'),
+    ((2, 128, 130, 16), (4, 4, 16, 24), 2, ((1, 1), (1, 1)), 'taps'),
+    ((1, 64, 64, 8), (7, 7, 8, 3), 1, ((3, 3), (3, 3)), 'patches'),
+    ((2, 64, 64, 20), (2, 2, 20, 30), 1, ((0, 1), (-1, 1)), 'patches'),  # a transposed-conv phase
+    ((1, 65, 65, 32), (4, 4, 32, 1), 1, ((1, 1), (1, 1)), 'patches'),  # PatchGAN's last conv
+], ids=['taps-3x3', 'taps-strided', 'patches-7x7-to-3', 'patches-cropping', 'patches-to-1'])
+def test_cpu_kernel_gradient_equals_xla(x_shape, w_shape, stride, padding, method):
+  """The CPU conv's GEMM kernel gradients (jaxgan.models.convgrad) give XLA's
+  gradients: both inputs' gradients of a nonlinear function of the output."""
+  from jax import lax
+  from jaxgan.models import convgrad
+  assert convgrad._kernel_grad_method(x_shape, w_shape, stride, padding) == method
+  x = jax.random.normal(jax.random.PRNGKey(0), x_shape)
+  w = jax.random.normal(jax.random.PRNGKey(1), w_shape)
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
+
+  ours = jax.grad(loss(lambda x, w: convgrad.conv2d(x, w, stride, padding)), (0, 1))(x, w)
+  xla = jax.grad(loss(lambda x, w: lax.conv_general_dilated(
+      x, w, (stride, stride), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))),
+      (0, 1))(x, w)
+  for a, b in zip(ours, xla):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                               atol=1e-5 * float(jnp.max(jnp.abs(b))))

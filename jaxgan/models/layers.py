@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.errors import JaxganError
+from jaxgan.models import convgrad
 
 Array = jax.Array
 Dtype = Any
@@ -51,13 +52,35 @@ def uses_bias(norm: str) -> bool:
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, *,
          use_bias: bool, dtype: Dtype = jnp.float32,
-         name: str | None = None) -> nn.Conv:
+         name: str | None = None) -> 'Conv':
   """Conv2d(kernel, stride, padding) with PyTorch's symmetric explicit padding."""
-  return nn.Conv(
-      features, (kernel, kernel), strides=(stride, stride),
-      padding=((padding, padding), (padding, padding)), use_bias=use_bias,
-      dtype=dtype, param_dtype=jnp.float32, kernel_init=kernel_init,
-      bias_init=bias_init, name=name)
+  return Conv(features, kernel, stride, padding, use_bias=use_bias, dtype=dtype,
+              name=name)
+
+
+class Conv(nn.Module):
+  """`nn.Conv` with PyTorch's symmetric padding, the same parameters ('kernel'
+  [k, k, in, out], then 'bias'; same initialisers and order, so the same values from
+  the same key), computed by `convgrad.conv2d` (XLA's convolution; on CPU its kernel
+  gradient as matrix products)."""
+  features: int
+  kernel: int
+  stride: int = 1
+  padding: int = 0
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    k, p = self.kernel, self.padding
+    w = self.param('kernel', kernel_init, (k, k, x.shape[-1], self.features),
+                   jnp.float32)
+    y = convgrad.conv2d(x.astype(self.dtype), w.astype(self.dtype), self.stride,
+                        ((p, p), (p, p)))
+    if self.use_bias:
+      bias = self.param('bias', bias_init, (self.features,), jnp.float32)
+      y = y + bias.astype(self.dtype)
+    return y
 
 
 class ConvTranspose(nn.Module):
@@ -120,7 +143,7 @@ class ConvTranspose(nn.Module):
     kernel = w[first_a::s, first_b::s]
     # Negative padding crops: the conv reads rows i + d_a[0] .. i + d_a[-1].
     pad = ((-d_a[0], d_a[-1]), (-d_b[0], d_b[-1]))
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), pad, dimension_numbers=dn)
+    return convgrad.conv2d(x, kernel, 1, pad)
 
 
 def conv_transpose(features: int, kernel: int, stride: int, padding: int,
