@@ -121,6 +121,20 @@ def parse_overrides(args: Sequence[str]) -> list[tuple[str, str]]:
   return pairs
 
 
+def flatten(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Dotted key ('data.batch_size') -> leaf value, for every leaf of `config`."""
+  out = {}
+
+  def visit(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, dict):
+        visit(value, f'{prefix}{key}.')
+      else:
+        out[f'{prefix}{key}'] = value
+  visit(config.to_dict(), '')
+  return out
+
+
 def to_json(config: ml_collections.ConfigDict) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True)
 

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from clu import metric_writers, periodic_actions
 
-from jaxgan import checkpointing, images, runs, sharding, workdir as workdir_lib
+from jaxgan import checkpointing, config as config_lib, images, runs, sharding
+from jaxgan import workdir as workdir_lib
 from jaxgan.cli import StopRequest
 from jaxgan.errors import JaxganError
 from jaxgan.tasks import make_task, task_class
@@ -42,9 +43,8 @@ class _MetricLog:
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
     for name, value in values.items():
       if not math.isfinite(value):
-        where = (f'step {self.last_good}' if self.last_good is not None else 'none')
         raise JaxganError(f'non-finite {name} = {value} at step {step}; training '
-                          f'stopped (last good checkpoint: {where})')
+                          f'stopped (last good checkpoint: {self.last_good_text})')
     # Per-key means: a lazy step's metrics arrive only on the steps it runs.
     for name, value in values.items():
       self._sums[name] = self._sums.get(name, 0.0) + value
@@ -63,6 +63,10 @@ class _MetricLog:
       self._t0 = time.monotonic()
       self.data_wait = 0.0
     return values
+
+  @property
+  def last_good_text(self) -> str:
+    return f'step {self.last_good}' if self.last_good is not None else 'none'
 
 
 def train_and_evaluate(config, workdir: str, stop: StopRequest | None = None):
@@ -248,7 +252,8 @@ def _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
 
   writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)
   if start_step == 0:
-    writer.write_hparams(dict(_flatten(config.to_dict())))
+    writer.write_hparams({k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                          for k, v in config_lib.flatten(config).items()})
   report = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                            every_steps=max(1, t.log_every),
                                            every_secs=None)
@@ -260,10 +265,10 @@ def _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
     # Never checkpoint a state that is not finite (the losses were checked already).
     bad, checksums = checkpointing.audit(state)
     if bad:
-      where = f'step {log.last_good}' if log.last_good is not None else 'none'
       more = f' and {len(bad) - 1} more' if len(bad) > 1 else ''
       raise JaxganError(f'non-finite values in {bad[0]}{more} after step {step}; '
-                        f'training stopped, not saved (last good checkpoint: {where})')
+                        f'training stopped, not saved (last good checkpoint: '
+                        f'{log.last_good_text})')
     ckpt.save(step, state, {'step': step, 'epoch': step // steps_per_epoch,
                             'steps_per_epoch': steps_per_epoch, 'seed': config.seed,
                             'data_source': config.data.source,
@@ -356,11 +361,3 @@ class _StopVote:
     if not self.multi:
       return self._flag
     return self._ready is not None and bool(jax.device_get(self._ready))
-
-
-def _flatten(tree, prefix=''):
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      yield from _flatten(value, f'{prefix}{key}.')
-    else:
-      yield f'{prefix}{key}', value if isinstance(value, (int, float, str, bool)) else str(value)

@@ -126,20 +126,10 @@ def write_config(workdir, config) -> None:
   os.replace(tmp, path)
 
 
-def _leaves(tree: dict, prefix: str = '') -> dict:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_leaves(value, f'{prefix}{key}.'))
-    else:
-      out[f'{prefix}{key}'] = value
-  return out
-
-
 def changes(saved, config) -> dict[str, tuple]:
   """key -> (saved value, new value) for every leaf that differs (a key only one
   side has shows `<unset>` on the other)."""
-  old, new = _leaves(saved.to_dict()), _leaves(config.to_dict())
+  old, new = config_lib.flatten(saved), config_lib.flatten(config)
   unset = '<unset>'
   return {k: (old.get(k, unset), new.get(k, unset)) for k in sorted(set(old) | set(new))
           if _norm(old.get(k, unset)) != _norm(new.get(k, unset))}
