@@ -394,26 +394,36 @@ def test_count_params():
 @pytest.mark.parametrize('x_shape,w_shape,stride,padding,method', [
     ((1, 64, 64, 16), (3, 3, 16, 32), 1, ((1, 1), (1, 1)), 'taps'),
     ((2, 128, 130, 16), (4, 4, 16, 24), 2, ((1, 1), (1, 1)), 'taps'),
-    ((1, 64, 64, 8), (7, 7, 8, 3), 1, ((3, 3), (3, 3)), 'patches'),
-    ((2, 64, 64, 20), (2, 2, 20, 30), 1, ((0, 1), (-1, 1)), 'patches'),  # a transposed-conv phase
-    ((1, 65, 65, 32), (4, 4, 32, 1), 1, ((1, 1), (1, 1)), 'patches'),  # PatchGAN's last conv
-], ids=['taps-3x3', 'taps-strided', 'patches-7x7-to-3', 'patches-cropping', 'patches-to-1'])
-def test_cpu_kernel_gradient_equals_xla(x_shape, w_shape, stride, padding, method):
-  """The CPU conv's GEMM kernel gradients (jaxgan.models.convgrad) give XLA's
-  gradients: both inputs' gradients of a nonlinear function of the output."""
+    ((1, 66, 66, 16), (3, 3, 16, 32), 1, ((0, 0), (0, 0)), 'taps'),  # same + crop
+    ((1, 70, 70, 8), (7, 7, 8, 3), 1, ((0, 0), (0, 0)), 'narrow'),  # ResNet's output
+    ((1, 64, 64, 8), (7, 7, 8, 3), 1, ((3, 3), (3, 3)), 'narrow'),
+    ((2, 64, 64, 20), (2, 2, 20, 30), 1, ((0, 1), (-1, 1)), 'narrow'),  # a phase
+    ((1, 65, 65, 32), (4, 4, 32, 1), 1, ((1, 1), (1, 1)), 'narrow'),  # PatchGAN's last
+    ((1, 18, 18, 16), (3, 3, 16, 32), 1, ((0, 0), (0, 0)), 'xla'),
+], ids=['taps-3x3', 'taps-strided', 'taps-same-crop', 'narrow-7x7-to-3',
+        'narrow-padded', 'narrow-cropping', 'narrow-to-1', 'xla-small'])
+def test_cpu_conv_formulations_equal_xla(x_shape, w_shape, stride, padding, method):
+  """The CPU formulations of jaxgan.models.convgrad give XLA's convolution: the
+  output, and both inputs' gradients of a nonlinear function of it."""
   from jax import lax
   from jaxgan.models import convgrad
-  assert convgrad._kernel_grad_method(x_shape, w_shape, stride, padding) == method
+  assert convgrad.plan(x_shape, w_shape, stride, padding) == method
   x = jax.random.normal(jax.random.PRNGKey(0), x_shape)
   w = jax.random.normal(jax.random.PRNGKey(1), w_shape)
+
+  def ours(x, w):
+    return convgrad.conv2d(x, w, stride, padding)
+
+  def xla(x, w):
+    return lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
   def loss(conv):
     return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
 
-  ours = jax.grad(loss(lambda x, w: convgrad.conv2d(x, w, stride, padding)), (0, 1))(x, w)
-  xla = jax.grad(loss(lambda x, w: lax.conv_general_dilated(
-      x, w, (stride, stride), padding, dimension_numbers=('NHWC', 'HWIO', 'NHWC'))),
-      (0, 1))(x, w)
-  for a, b in zip(ours, xla):
+  want = xla(x, w)
+  np.testing.assert_allclose(np.asarray(ours(x, w)), np.asarray(want), rtol=0,
+                             atol=1e-5 * float(jnp.max(jnp.abs(want))))
+  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(xla), (0, 1))(x, w)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
                                atol=1e-5 * float(jnp.max(jnp.abs(b))))

@@ -1,24 +1,30 @@
-"""2-D convolution whose kernel gradient is computed as matrix products on CPU.
+"""2-D convolution with CPU formulations that beat XLA:CPU's own on this model's layers.
 
-XLA:CPU computes a convolution's forward pass and its input gradient at about
-PyTorch's speed, but its kernel gradient (a correlation of the input with the output
-gradient, a convolution with a window as large as the image) runs 3-40x slower
-(`experiments/profile_layers.py`; e.g. a 3x3 256->256 conv at 64²: forward 17 ms,
-kernel gradient 118 ms; the 7x7 64->3 output conv at 256²: 7 ms and 300 ms). That
-made the CycleGAN step slower than PyTorch's on CPU. On CPU, `conv2d` keeps XLA's
-forward pass and input gradient and computes dL/dw one of two ways, both plain GEMMs:
+XLA:CPU (YNNPACK since jax 0.10) runs most of a convolution's forward pass and input
+gradient near PyTorch's speed, but two kinds of work were far slower
+(`experiments/profile_layers.py`, and a `jax.profiler` trace of the CycleGAN step,
+BUILD_NOTES "CPU speed against the PyTorch baseline"):
 
-  * taps: dw[i, j] = X_ij^T G for each of the K² kernel taps, X_ij the (strided) slice
-    of the padded input that tap (i, j) reads ([N·Ho·Wo, C] x [N·Ho·Wo, O]): good
-    when C and O are large (118 -> 35 ms for the 3x3 256->256 case);
-  * output patches (stride 1 only): dw[i, j, c, o] = sum_pq Xpad[p, q, c]
-    G[p - i, q - j, o], one GEMM of the padded input against the K x K patches of G
-    ([N·P·Q, C] x [N·P·Q, K²·O]): good when K²·O is small, i.e. few output channels
-    (the 64->3 output conv: 300 -> 79 ms at 256²).
+  * convolutions with few output channels: the 7x7 64->3 output conv of the ResNet
+    generator took 21 ms forward at 64² (3.7 GFLOP/s, 16% of the whole step) and
+    186 ms at 256²;
+  * kernel gradients (a correlation of the input with the output gradient): a 3x3
+    256->256 conv at 64²: forward 17 ms, kernel gradient 111 ms.
 
-Which one is used depends only on the shapes (`_kernel_grad_method`); other backends
-(GPU, TPU) keep XLA's own gradient (cuDNN is fast there), so this never slows them.
-Results equal XLA's up to float rounding (tests/test_models.py).
+On CPU, `conv2d` picks per layer, from the shapes alone (`plan`):
+
+  * 'narrow' (stride 1, K²·O <= _NARROW_MAX_WIDTH, i.e. few output channels): one GEMM
+    of the padded input with all K² taps at once, [N·P·Q, C] x [C, K²·O], then the K²
+    shifted slices summed (21 -> 0.6 ms at 64², 186 -> 16 ms at 256²). Plain JAX ops, so
+    autodiff gives GEMM gradients too (dw = Xpad^T · dZ, one GEMM);
+  * 'taps' (both channel counts >= _TAPS_MIN_CHANNELS): XLA's forward pass and input
+    gradient, and dw[i, j] = X_ij^T G for each of the K² taps, X_ij the (strided)
+    slice of the padded input that tap (i, j) reads ([N·Ho·Wo, C] x [N·Ho·Wo, O]);
+  * 'xla': XLA's convolution and gradients.
+
+Other backends (GPU, TPU) always keep XLA's convolution (cuDNN is fast there), so a
+CPU formulation never slows them. Results equal XLA's up to float rounding
+(tests/test_models.py).
 """
 
 import functools
@@ -28,33 +34,48 @@ import jax.numpy as jnp
 from jax import lax
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
-# Layers with fewer than _MIN_POSITIONS output pixels keep XLA's gradient (there, K²
-# small GEMMs cost more in dispatch than they save); above it: output patches when
-# K² x O is at most _PATCHES_MAX_WIDTH (few output channels), taps when both channel
-# counts are at least _TAPS_MIN_CHANNELS. Measured on the CycleGAN step (BUILD_NOTES,
-# "CPU speed against the PyTorch baseline"): taps on every layer made the 64² step 8%
-# slower; from 32² output layers on, the 128² step 8% slower; from 64² on, 64² and
-# 128² are unchanged and 256² is 1.5x faster.
-_MIN_POSITIONS = 4096
-_PATCHES_MAX_WIDTH = 160
+# 'narrow' when K² x O is at most this (the 7x7 ->3 output conv: 147; PatchGAN's
+# last 4x4 ->1 conv: 16).
+_NARROW_MAX_WIDTH = 160
+# 'taps' for layers whose channel counts are both at least this and whose output has
+# at least _MIN_POSITIONS pixels (summed over the batch); see BUILD_NOTES for the
+# whole-step measurements behind the threshold.
 _TAPS_MIN_CHANNELS = 16
+_MIN_POSITIONS = 4096
+
+
+_SAME_CROP_MIN_POSITIONS = 4096
 
 
 def _plain(x, w, stride, padding):
   return lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=_DN)
 
 
-def _kernel_grad_method(x_shape, w_shape, stride, padding) -> str:
+def _forward(x, w, stride, padding):
+  """XLA's convolution; on CPU an unpadded stride-1 conv over a large (pre-padded)
+  input as the zero-padded 'same' conv cropped: the same sums, and YNNPACK runs the
+  padded form ~2.8x faster (3x3 256->256 at 64²: 47 -> 17 ms)."""
+  k_h, k_w = w.shape[:2]
+  n, h, wd, _ = x.shape
+  if (stride == 1 and padding == ((0, 0), (0, 0)) and k_h % 2 and k_w % 2
+      and k_h * k_w > 1
+      and n * (h - k_h + 1) * (wd - k_w + 1) >= _SAME_CROP_MIN_POSITIONS):
+    a, b = k_h // 2, k_w // 2
+    y = _plain(x, w, 1, ((a, a), (b, b)))
+    return y[:, a:h - a, b:wd - b]
+  return _plain(x, w, stride, padding)
+
+
+def plan(x_shape, w_shape, stride, padding) -> str:
+  """The CPU formulation for this layer: 'narrow', 'taps' or 'xla'."""
   k_h, k_w, c, o = w_shape
   n, h, w, _ = x_shape
+  if stride == 1 and k_h * k_w * o <= _NARROW_MAX_WIDTH:
+    return 'narrow'
   (lo_h, hi_h), (lo_w, hi_w) = padding
   positions = n * ((h + lo_h + hi_h - k_h) // stride + 1) * (
       (w + lo_w + hi_w - k_w) // stride + 1)
-  if positions < _MIN_POSITIONS:
-    return 'xla'
-  if stride == 1 and k_h * k_w * o <= _PATCHES_MAX_WIDTH:
-    return 'patches'
-  if min(c, o) >= _TAPS_MIN_CHANNELS:
+  if positions >= _MIN_POSITIONS and min(c, o) >= _TAPS_MIN_CHANNELS:
     return 'taps'
   return 'xla'
 
@@ -63,6 +84,22 @@ def _pad(x, padding):
   (lo_h, hi_h), (lo_w, hi_w) = padding
   zero = jnp.zeros((), x.dtype)
   return lax.pad(x, zero, ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
+
+
+def _narrow(x, w, padding):
+  """Stride-1 conv as Z = Xpad · [w_00 | w_01 | ...] and y = sum_ij Z_ij shifted."""
+  k_h, k_w, c, o = w.shape
+  xp = _pad(x, padding)
+  n, p, q, _ = xp.shape
+  ho, wo = p - k_h + 1, q - k_w + 1
+  z = jnp.dot(xp.reshape(-1, c), w.transpose(2, 0, 1, 3).reshape(c, k_h * k_w * o))
+  z = z.reshape(n, p, q, k_h, k_w, o)
+  y = None
+  for i in range(k_h):
+    for j in range(k_w):
+      tap = z[:, i:i + ho, j:j + wo, i, j, :]
+      y = tap if y is None else y + tap
+  return y
 
 
 def _grad_taps(x, g, w_shape, stride, padding):
@@ -82,45 +119,66 @@ def _grad_taps(x, g, w_shape, stride, padding):
   return jnp.stack(rows)
 
 
-def _grad_patches(x, g, w_shape, padding):
-  k_h, k_w, c, o = w_shape
-  xp = _pad(x, padding)  # [N, P, Q, C], P = Ho + K - 1 at stride 1
-  gp = lax.conv_general_dilated_patches(
-      g, (k_h, k_w), (1, 1), ((k_h - 1, k_h - 1), (k_w - 1, k_w - 1)),
-      dimension_numbers=_DN)  # [N, P, Q, O*K*K]: g[p - (K-1) + a, q - (K-1) + b, o]
-  gp = gp.reshape(-1, o, k_h, k_w)
-  dw = jnp.einsum('mc,moab->abco', xp.reshape(-1, c), gp)
-  return dw[::-1, ::-1]  # tap i reads offset a = K - 1 - i
+def _tap_gradients(g, k_h, k_w):
+  """dZ for `_narrow`: [N·P·Q, K_h, K_w, O], dZ[p, q, i, j] = g[p - i, q - j] (0 outside)."""
+  n, ho, wo, o = g.shape
+  parts = [lax.pad(g, jnp.zeros((), g.dtype),
+                   ((0, 0, 0), (i, k_h - 1 - i, 0), (j, k_w - 1 - j, 0), (0, 0, 0)))
+           for i in range(k_h) for j in range(k_w)]
+  return jnp.stack(parts, axis=-2).reshape(-1, k_h, k_w, o)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_narrow(x, w, padding):
+  return _narrow(x, w, padding)
+
+
+def _conv_narrow_fwd(x, w, padding):
+  return _narrow(x, w, padding), (x, w)
+
+
+def _conv_narrow_bwd(padding, residuals, g):
+  """dw = Xpad^T dZ and dXpad = dZ W^T, two GEMMs (autodiff of `_narrow` builds dZ
+  from K² padded adds, 5x slower)."""
+  x, w = residuals
+  k_h, k_w, c, o = w.shape
+  xp, unpad = jax.vjp(lambda x_: _pad(x_, padding), x)
+  dz = _tap_gradients(g, k_h, k_w)
+  dw = jnp.einsum('mc,mijo->ijco', xp.reshape(-1, c), dz)
+  dxp = jnp.dot(dz.reshape(dz.shape[0], -1), w.transpose(0, 1, 3, 2).reshape(-1, c))
+  return unpad(dxp.reshape(xp.shape))[0], dw.astype(w.dtype)
+
+
+_conv_narrow.defvjp(_conv_narrow_fwd, _conv_narrow_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_cpu(x, w, stride, padding):
-  return _plain(x, w, stride, padding)
+def _conv_taps(x, w, stride, padding):
+  return _forward(x, w, stride, padding)
 
 
-def _conv_cpu_fwd(x, w, stride, padding):
-  return _plain(x, w, stride, padding), (x, w)
+def _conv_taps_fwd(x, w, stride, padding):
+  return _forward(x, w, stride, padding), (x, w)
 
 
-def _conv_cpu_bwd(stride, padding, residuals, g):
+def _conv_taps_bwd(stride, padding, residuals, g):
   x, w = residuals
-  dx = jax.vjp(lambda x_: _plain(x_, w, stride, padding), x)[1](g)[0]
-  method = _kernel_grad_method(x.shape, w.shape, stride, padding)
-  if method == 'patches':
-    dw = _grad_patches(x, g, w.shape, padding)
-  else:
-    dw = _grad_taps(x, g, w.shape, stride, padding)
+  dx = jax.vjp(lambda x_: _forward(x_, w, stride, padding), x)[1](g)[0]
+  dw = _grad_taps(x, g, w.shape, stride, padding)
   return dx, dw.astype(w.dtype)
 
 
-_conv_cpu.defvjp(_conv_cpu_fwd, _conv_cpu_bwd)
+_conv_taps.defvjp(_conv_taps_fwd, _conv_taps_bwd)
 
 
 def conv2d(x, w, stride: int, padding) -> jax.Array:
-  """NHWC x HWIO convolution, `padding` ((lo, hi), (lo, hi)) (negative crops);
-  on CPU with the GEMM kernel gradient where the shapes favour it."""
+  """NHWC x HWIO convolution, `padding` ((lo, hi), (lo, hi)) (negative crops); on CPU
+  in the formulation `plan` picks for the shapes."""
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  if (jax.default_backend() == 'cpu'
-      and _kernel_grad_method(x.shape, w.shape, stride, padding) != 'xla'):
-    return _conv_cpu(x, w, stride, padding)
-  return _plain(x, w, stride, padding)
+  method = (plan(x.shape, w.shape, stride, padding)
+            if jax.default_backend() == 'cpu' else 'xla')
+  if method == 'narrow':
+    return _conv_narrow(x, w, padding)
+  if method == 'taps':
+    return _conv_taps(x, w, stride, padding)
+  return _forward(x, w, stride, padding)
