@@ -399,9 +399,12 @@ def test_count_params():
     ((1, 64, 64, 8), (7, 7, 8, 3), 1, ((3, 3), (3, 3)), 'narrow'),
     ((2, 64, 64, 20), (2, 2, 20, 30), 1, ((0, 1), (-1, 1)), 'narrow'),  # a phase
     ((1, 65, 65, 32), (4, 4, 32, 1), 1, ((1, 1), (1, 1)), 'narrow'),  # PatchGAN's last
-    ((1, 18, 18, 16), (3, 3, 16, 32), 1, ((0, 0), (0, 0)), 'xla'),
+    ((1, 18, 18, 16), (3, 3, 16, 32), 1, ((0, 0), (0, 0)), 'gemm'),
+    ((2, 8, 8, 32), (4, 4, 32, 64), 2, ((1, 1), (1, 1)), 'gemm'),  # U-Net's inner
+    ((1, 34, 34, 16), (3, 3, 16, 32), 1, ((0, 0), (0, 0)), 'xla'),
 ], ids=['taps-3x3', 'taps-strided', 'taps-same-crop', 'narrow-7x7-to-3',
-        'narrow-padded', 'narrow-cropping', 'narrow-to-1', 'xla-small'])
+        'narrow-padded', 'narrow-cropping', 'narrow-to-1', 'gemm-3x3', 'gemm-strided',
+        'xla-middle'])
 def test_cpu_conv_formulations_equal_xla(x_shape, w_shape, stride, padding, method):
   """The CPU formulations of jaxgan.models.convgrad give XLA's convolution: the
   output, and both inputs' gradients of a nonlinear function of it."""

@@ -14,8 +14,10 @@ Both run side by side, checkpointing every 3 steps. The tests then check:
     signal comes after step 3 is dispatched), and S has exactly one checkpoint, the
     only one besides the periodic ones;
   * the losses of steps 1-3 (TensorBoard events of process 0, float32) agree with the
-    reference as in the 1-vs-8-device sharding tests (step 1 to 1e-5 relative, steps
-    2-3 to 1e-4: SGD, small lr, see test_sharding), and so do all weights and batch
+    reference as in the 1-vs-8-device sharding tests (step 1 to 1e-5 relative, step 2
+    to 1e-4, step 3 to 3e-4: SGD, small lr, see test_sharding; one process on 1 vs 8
+    devices already differs by 1.1e-4 at step 3, and 2 x 4 vs 1 x 8 by 1.01e-4 once the
+    CPU convolutions' formulations changed), and so do all weights and batch
     statistics of the step-3 checkpoints (5e-5). Later steps are only checked to be
     logged: from step 4 on, the rounding differences of any change of device layout
     grow to 1e-3 relative and beyond on these batches (measured with
@@ -42,6 +44,10 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO, run_in_process, subprocess_env
+
+# One worker runs the whole module: the launch is a module fixture, so tests split
+# over two xdist workers launched it twice (2 x ~200 s).
+pytestmark = pytest.mark.xdist_group('multiprocess_launch')
 
 GLOBAL_BATCH = 8
 COMMON = [
@@ -230,7 +236,7 @@ def test_two_by_four_trains_like_one_by_eight(runs):
     assert ref[step].keys() == multi[step].keys() and ref[step]
     if step > CHECKPOINT_EVERY:
       continue
-    rtol = 1e-5 if step == 1 else 1e-4  # later steps carry amplified rounding
+    rtol = {1: 1e-5, 2: 1e-4}.get(step, 3e-4)  # later steps carry amplified rounding
     for tag, value in ref[step].items():
       assert abs(value - multi[step][tag]) <= rtol * max(1.0, abs(value)), (
           step, tag, value, multi[step][tag])

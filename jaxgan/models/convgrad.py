@@ -1,26 +1,37 @@
 """2-D convolution with CPU formulations that beat XLA:CPU's own on this model's layers.
 
-XLA:CPU (YNNPACK since jax 0.10) runs most of a convolution's forward pass and input
-gradient near PyTorch's speed, but two kinds of work were far slower
-(`experiments/profile_layers.py`, and a `jax.profiler` trace of the CycleGAN step,
-BUILD_NOTES "CPU speed against the PyTorch baseline"):
+XLA:CPU (YNNPACK since jax 0.10) runs most convolutions near PyTorch's speed, but some
+layers far slower (`experiments/profile_layers.py`, and a `jax.profiler` trace of the
+CycleGAN step; BUILD_NOTES "CPU speed against the PyTorch baseline"):
 
   * convolutions with few output channels: the 7x7 64->3 output conv of the ResNet
     generator took 21 ms forward at 64² (3.7 GFLOP/s, 16% of the whole step) and
     186 ms at 256²;
-  * kernel gradients (a correlation of the input with the output gradient): a 3x3
-    256->256 conv at 64²: forward 17 ms, kernel gradient 111 ms.
+  * kernel gradients of large layers: a 3x3 256->256 conv at 64²: forward 17 ms,
+    kernel gradient 111 ms;
+  * an unpadded conv over a large pre-padded (reflection) input: 2.8x slower than the
+    zero-padded conv of the same size (3x3 256->256 at 64²: 47 vs 17 ms);
+  * layers with few output pixels and large kernels (U-Net's inner layers at batch 1),
+    where re-laying out the kernel cost more than the arithmetic.
 
 On CPU, `conv2d` picks per layer, from the shapes alone (`plan`):
 
   * 'narrow' (stride 1, K²·O <= _NARROW_MAX_WIDTH, i.e. few output channels): one GEMM
     of the padded input with all K² taps at once, [N·P·Q, C] x [C, K²·O], then the K²
-    shifted slices summed (21 -> 0.6 ms at 64², 186 -> 16 ms at 256²). Plain JAX ops, so
-    autodiff gives GEMM gradients too (dw = Xpad^T · dZ, one GEMM);
+    shifted slices summed (18 -> 0.65 ms at 64², 186 -> 8 ms at 256²); gradients as
+    GEMMs too: dw = Xpad^T · dZ and dXpad = dZ · W^T, dZ the K² shifted copies of the
+    output gradient;
   * 'taps' (both channel counts >= _TAPS_MIN_CHANNELS): XLA's forward pass and input
     gradient, and dw[i, j] = X_ij^T G for each of the K² taps, X_ij the (strided)
     slice of the padded input that tap (i, j) reads ([N·Ho·Wo, C] x [N·Ho·Wo, O]);
+  * 'gemm' (few output pixels, e.g. U-Net's inner layers at batch 1): the K² input
+    slices side by side ([N·Ho·Wo, K²·C]) times the kernel as a [K²·C, O] matrix; its
+    gradients (autodiff) are GEMMs in the kernel's own layout, where XLA spent more
+    time re-laying out large kernels than computing;
   * 'xla': XLA's convolution and gradients.
+
+In 'taps' and 'xla', an unpadded stride-1 conv with at least _SAME_CROP_MIN_POSITIONS
+output pixels is computed as the zero-padded conv, cropped (`_forward`).
 
 Other backends (GPU, TPU) always keep XLA's convolution (cuDNN is fast there), so a
 CPU formulation never slows them. Results equal XLA's up to float rounding
@@ -42,6 +53,11 @@ _NARROW_MAX_WIDTH = 160
 # whole-step measurements behind the threshold.
 _TAPS_MIN_CHANNELS = 16
 _MIN_POSITIONS = 4096
+# 'gemm' for layers with at most this many output pixels (summed over the batch):
+# pix2pix's U-Net at 256², batch 1, step 0.98 -> 0.81 s (its inner layers: 1-16 pixels
+# a side, 4x4x1024x512 kernels); the CycleGAN step unchanged at 64² and 128²; from
+# 1024 on, the 128² CycleGAN step is 5% slower.
+_GEMM_MAX_POSITIONS = 256
 
 
 _SAME_CROP_MIN_POSITIONS = 4096
@@ -67,7 +83,7 @@ def _forward(x, w, stride, padding):
 
 
 def plan(x_shape, w_shape, stride, padding) -> str:
-  """The CPU formulation for this layer: 'narrow', 'taps' or 'xla'."""
+  """The CPU formulation for this layer: 'narrow', 'taps', 'gemm' or 'xla'."""
   k_h, k_w, c, o = w_shape
   n, h, w, _ = x_shape
   if stride == 1 and k_h * k_w * o <= _NARROW_MAX_WIDTH:
@@ -77,6 +93,8 @@ def plan(x_shape, w_shape, stride, padding) -> str:
       (w + lo_w + hi_w - k_w) // stride + 1)
   if positions >= _MIN_POSITIONS and min(c, o) >= _TAPS_MIN_CHANNELS:
     return 'taps'
+  if positions <= _GEMM_MAX_POSITIONS:
+    return 'gemm'
   return 'xla'
 
 
@@ -100,6 +118,20 @@ def _narrow(x, w, padding):
       tap = z[:, i:i + ho, j:j + wo, i, j, :]
       y = tap if y is None else y + tap
   return y
+
+
+def _gemm(x, w, stride, padding):
+  """im2col: the K² (strided) input slices side by side, times the reshaped kernel."""
+  k_h, k_w, c, o = w.shape
+  xp = _pad(x, padding)
+  n = x.shape[0]
+  ho = (xp.shape[1] - k_h) // stride + 1
+  wo = (xp.shape[2] - k_w) // stride + 1
+  cols = [lax.slice(xp, (0, i, j, 0),
+                    (n, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1, c),
+                    (1, stride, stride, 1)) for i in range(k_h) for j in range(k_w)]
+  p = jnp.stack(cols, axis=3)
+  return jnp.dot(p.reshape(-1, k_h * k_w * c), w.reshape(-1, o)).reshape(n, ho, wo, o)
 
 
 def _grad_taps(x, g, w_shape, stride, padding):
@@ -175,10 +207,13 @@ def conv2d(x, w, stride: int, padding) -> jax.Array:
   """NHWC x HWIO convolution, `padding` ((lo, hi), (lo, hi)) (negative crops); on CPU
   in the formulation `plan` picks for the shapes."""
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  method = (plan(x.shape, w.shape, stride, padding)
-            if jax.default_backend() == 'cpu' else 'xla')
+  if jax.default_backend() != 'cpu':
+    return _plain(x, w, stride, padding)
+  method = plan(x.shape, w.shape, stride, padding)
   if method == 'narrow':
     return _conv_narrow(x, w, padding)
   if method == 'taps':
     return _conv_taps(x, w, stride, padding)
+  if method == 'gemm':
+    return _gemm(x, w, stride, padding)
   return _forward(x, w, stride, padding)
