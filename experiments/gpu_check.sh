@@ -11,13 +11,15 @@
 # not ml_collections, so experiments/wheels/ holds ml_collections 1.1.0, 77 KB). Prints the GPU and versions, then runs
 # experiments/gpu_table.py over CycleGAN and pix2pix x 64/128/256 x batch 1/8/32 x
 # float32/bfloat16, most important rows first, within BUDGET_S seconds (rows that
-# would overrun are marked 'skipped: budget'), and prints the table. Results land in
-# $OUT as they come: gpu_table.md, gpu_table.jsonl, gpu_table.log, gpu_check.log.
+# would overrun are marked 'skipped: budget'), and prints the table; then
+# experiments/convt_check.py (transposed convs: phase split vs XLA's dilated conv,
+# CONVT_TIMEOUT_S 60). Results land in $OUT as they come: gpu_table.md,
+# gpu_table.jsonl, gpu_table.log, convt_check.md, gpu_check.log.
 #
-# Options (environment): OUT (/tmp/gpu_check_out), BUDGET_S (420), ROW_TIMEOUT_S
+# Options (environment): OUT (/tmp/gpu_check_out), BUDGET_S (400), ROW_TIMEOUT_S
 # (150), EXPERIMENTS (cyclegan,pix2pix), SIZES (64,128,256), BATCHES (1,8,32),
 # DTYPES (float32,bfloat16), DEVICE (cuda | cpu), SIDES (jaxgan,torch), STEPS (10),
-# WARMUP (2), PEAK_TFLOPS (790), TORCH_CHANNELS_LAST (bfloat16 | all | none),
+# WARMUP (2), CONVT_BATCHES (1,8), CONVT_MAX_SIZE (1024), PEAK_TFLOPS (790), TORCH_CHANNELS_LAST (bfloat16 | all | none),
 # COUNT_CHECK (once | every | never), EXTRA (more bench_step.py arguments, e.g.
 # '--config.model.ngf=8'), TORCH_EXTRA (more torch_baseline.py arguments), PYTHON
 # (.venv/bin/python if present, else python3), JAX_CACHE_DIR (/tmp/jaxgan_jax_cache;
@@ -91,7 +93,7 @@ EOF
        "JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-} XLA_FLAGS=${XLA_FLAGS:-}"
 
   "$PYTHON" experiments/gpu_table.py --out "$OUT" --device "$DEVICE" \
-      --budget-s "${BUDGET_S:-420}" --row-timeout-s "${ROW_TIMEOUT_S:-150}" \
+      --budget-s "${BUDGET_S:-400}" --row-timeout-s "${ROW_TIMEOUT_S:-150}" \
       --experiments "${EXPERIMENTS:-cyclegan,pix2pix}" --sizes "${SIZES:-64,128,256}" \
       --batches "${BATCHES:-1,8,32}" --dtypes "${DTYPES:-float32,bfloat16}" \
       --sides "${SIDES:-jaxgan,torch}" --steps "${STEPS:-10}" --warmup "${WARMUP:-2}" \
@@ -100,6 +102,10 @@ EOF
       --count-check "${COUNT_CHECK:-once}" --python "$PYTHON" \
       --extra="${EXTRA:-}" --torch-extra="${TORCH_EXTRA:-}"
   rc=$?
+  # Transposed convs: phase split vs XLA's dilated conv on this backend (~1 minute).
+  timeout "${CONVT_TIMEOUT_S:-60}" "$PYTHON" experiments/convt_check.py --out "$OUT" \
+      --batches "${CONVT_BATCHES:-1,8}" --max-size "${CONVT_MAX_SIZE:-1024}" ||
+    echo "== convt_check: exit status $? (124: over CONVT_TIMEOUT_S)"
   echo "== gpu_check done $(date -Is): exit status $rc; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
   exit $rc
 } 2>&1 | tee "$OUT/gpu_check.log"

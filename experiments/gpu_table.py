@@ -75,7 +75,7 @@ def parse_args(argv):
                  help='jaxgan,torch or one of them')
   p.add_argument('--steps', type=int, default=10, help='timed steps per side and row')
   p.add_argument('--warmup', type=int, default=2, help='untimed steps first')
-  p.add_argument('--budget-s', type=float, default=420.0,
+  p.add_argument('--budget-s', type=float, default=400.0,
                  help='skip rows that would end later than this after the start')
   p.add_argument('--grace-s', type=float, default=40.0,
                  help='a running row may overrun the budget by this much, no more')

@@ -31,6 +31,13 @@ kernel_init = nn.initializers.normal(stddev=INIT_STD)
 bias_init = nn.initializers.zeros
 
 
+# ConvTranspose as s*s phase convolutions (True) or as XLA's convolution over the
+# stride-dilated input (False). Phases are faster on CPU at every size measured
+# (BUILD_NOTES, pix2pix step); experiments/convt_check.py compares the two on the
+# backend at hand (part of experiments/gpu_check.sh).
+PHASE_SPLIT = True
+
+
 def _batch_norm_scale_init(key, shape, dtype=jnp.float32):
   # The reference initialises BatchNorm weights ~ N(1, 0.02), not to ones.
   return 1.0 + INIT_STD * jax.random.normal(key, shape, dtype)
@@ -114,7 +121,7 @@ class ConvTranspose(nn.Module):
     out_h = (h - 1) * s - 2 * p + k + self.output_padding
     out_w = (wd - 1) * s - 2 * p + k + self.output_padding
     dn = ('NHWC', 'HWIO', 'NHWC')
-    if out_h == s * h and out_w == s * wd:
+    if PHASE_SPLIT and out_h == s * h and out_w == s * wd:
       rows = []
       for a in range(s):
         cols = []
