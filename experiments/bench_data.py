@@ -51,7 +51,7 @@ def main(argv=None):
       config.data.batch_size = batch
       source = runs.open_source(config)
       mode = task_class(config).data_mode
-      stream = runs.train_stream(config, source, mode, start_step=0)
+      stream = runs.train_stream(config, source, mode)
       batches = iter(stream)
       first = next(batches)
       domains = len(first)

@@ -79,7 +79,7 @@ def bench_one(base, size, batch, dtype, steps, warmup):
   config.dtype = dtype
   mesh = sharding.make_mesh()
   task = make_task(config, steps_per_epoch=1000)
-  trainer = runs.Trainer(task, config, mesh)
+  trainer = runs.CompiledSteps(task, config, mesh)
   state = trainer.init()
   rng = np.random.default_rng(0)
   keys = 'a' if task.data_mode == 'single' else 'ab'

@@ -1,35 +1,38 @@
 """Experiment lookup and command-line overrides of a config.
 
 An experiment is a module in `jaxgan.configs` with `get_config(variant) -> ConfigDict`
-and a `VARIANTS` tuple. Overrides come as `--config.KEY=VALUE`; each value is parsed by
+and a `VARIANTS` mapping (variant name -> function), found by its module name.
+Overrides come as `--config.KEY=VALUE`; each value is parsed by
 the type of the default it replaces, so a typo or a badly typed value is a one-line
 error naming the key instead of a failure deep inside training.
 """
 
 import importlib
 import json
+import pkgutil
 from typing import Any, Sequence
 
 import ml_collections
 
 from jaxgan.errors import JaxganError
 
-# name -> module under jaxgan.configs. A new GAN adds one line here.
-EXPERIMENTS = {
-    'cyclegan': 'jaxgan.configs.cyclegan',
-    'dcgan': 'jaxgan.configs.dcgan',
-    'pix2pix': 'jaxgan.configs.pix2pix',
-    'stylegan': 'jaxgan.configs.stylegan',
-}
+def experiments() -> tuple[str, ...]:
+  """The experiment names: the modules of `jaxgan.configs` that define `get_config`
+  (a new GAN's config module is found by its name; nothing to register)."""
+  from jaxgan import configs
+  return tuple(sorted(
+      info.name for info in pkgutil.iter_modules(configs.__path__)
+      if not info.name.startswith('_')
+      and hasattr(importlib.import_module(f'jaxgan.configs.{info.name}'), 'get_config')))
 
 
 def get_experiment(spec: str) -> ml_collections.ConfigDict:
   """Resolves `NAME[:VARIANT]` to its config; unknown names list the valid ones."""
   name, _, variant = spec.partition(':')
-  if name not in EXPERIMENTS:
-    raise JaxganError(
-        f"unknown experiment '{name}'; valid: {', '.join(sorted(EXPERIMENTS))}")
-  module = importlib.import_module(EXPERIMENTS[name])
+  names = experiments()
+  if name not in names:
+    raise JaxganError(f"unknown experiment '{name}'; valid: {', '.join(names)}")
+  module = importlib.import_module(f'jaxgan.configs.{name}')
   if variant and variant not in module.VARIANTS:
     valid = ', '.join(f'{name}:{v}' for v in module.VARIANTS)
     raise JaxganError(
@@ -61,10 +64,29 @@ def _parse_like(default: Any, text: str) -> Any:
   if isinstance(default, (tuple, list)):
     element = default[0] if default else ''
     # Brackets are stripped around numbers only: strings may be regexes, '(G|F)/.*'.
-    body = text if isinstance(element, str) else text.strip('()[] ')
-    items = [t for t in body.split(',') if t.strip()]
-    return type(default)(_parse_like(element, t.strip()) for t in items)
+    if isinstance(element, str):
+      items = split_top_level(text)
+    else:
+      items = text.strip('()[] ').split(',')
+    return type(default)(_parse_like(element, t.strip()) for t in items if t.strip())
   raise ValueError(f'cannot override a value of type {type(default).__name__}')
+
+
+def split_top_level(text: str) -> list[str]:
+  """`text` split on the commas outside brackets, so that the items of a tuple of
+  strings may be regexes with commas of their own: 'G/conv_{1,3}/.*=0.1,D/.*=2' is two
+  items, and so is '(G|F)/b{0,2}=0.5,x=1'."""
+  items, depth, start = [], 0, 0
+  for i, ch in enumerate(text):
+    if ch in '([{':
+      depth += 1
+    elif ch in ')]}':
+      depth = max(0, depth - 1)
+    elif ch == ',' and depth == 0:
+      items.append(text[start:i])
+      start = i + 1
+  items.append(text[start:])
+  return items
 
 
 def apply_override(config: ml_collections.ConfigDict, key: str, text: str) -> None:

@@ -17,7 +17,7 @@ from jaxgan.errors import JaxganError
 def parse_args(argv):
   parser = argparse.ArgumentParser(
       prog='python -m jaxgan.main', description=__doc__.split('\n')[0],
-      epilog='Experiments: ' + ', '.join(sorted(config_lib.EXPERIMENTS)) +
+      epilog='Experiments: ' + ', '.join(config_lib.experiments()) +
       '. Any config value can be overridden, e.g. --config.optimizer.lr=1e-4.')
   parser.add_argument('--experiment', required=True, help='NAME or NAME:VARIANT')
   parser.add_argument('--workdir', required=True,
@@ -71,12 +71,10 @@ def main(argv):
   cli.setup_logging()
   with cli.StopRequest() as stop:
     # Imported late so that `--help` and config errors answer without loading JAX/TF.
-    from jaxgan import runs, sharding, train
-    runs.check_config(config)  # every problem, before any process waits for another
-    sharding.maybe_initialize_distributed(
+    from jaxgan import train
+    train.train_and_evaluate(config, args.workdir, stop, distributed=dict(
         force=args.distributed, coordinator_address=args.coordinator_address,
-        num_processes=args.num_processes, process_id=args.process_id)
-    train.train_and_evaluate(config, args.workdir, stop)
+        num_processes=args.num_processes, process_id=args.process_id))
 
 
 if __name__ == '__main__':

@@ -18,7 +18,9 @@ for one group (unset = inherit). The keys (`GROUP_KEYS`):
 
 A group updated by a lazy regulariser every k steps (besides its main update) gets the
 reference's correction (Karras et al. 2020): lr x c, Adam's betas ^ c (SGD's momentum
-^ c) with c = k / (k + 1).
+^ c) with c = k / (k + 1). Its schedule is read at the training step, not at the count
+of the group's updates (which the lazy steps advance too; Adam's bias correction does
+count every update, as the reference's shared optimizer does).
 """
 
 import re
@@ -43,7 +45,7 @@ def linear_decay_factor(epoch, epochs: int, epochs_decay: int):
   return 1.0 - jnp.maximum(0, epoch + 1 - epochs) / float(epochs_decay + 1)
 
 
-def lr_schedule(lr: float, epochs: int, epochs_decay: int, steps_per_epoch: int):
+def linear_decay_schedule(lr: float, epochs: int, epochs_decay: int, steps_per_epoch: int):
   """Optax schedule: step -> lr, constant per epoch like the reference's per-epoch
   scheduler (epoch = step // steps_per_epoch)."""
   steps_per_epoch = max(1, int(steps_per_epoch))
@@ -61,7 +63,7 @@ def make_schedule(kind: str, lr: float, *, epochs: int, epochs_decay: int,
   if kind == 'constant':
     return lambda step: jnp.full((), lr, jnp.float32)
   if kind == 'linear_decay':
-    return lr_schedule(lr, epochs, epochs_decay, steps_per_epoch)
+    return linear_decay_schedule(lr, epochs, epochs_decay, steps_per_epoch)
   if kind == 'cosine':
     return optax.cosine_decay_schedule(lr, decay_steps=max(1, int(total_steps)))
   raise JaxganError(f"unknown optimizer schedule '{kind}'; valid: {', '.join(SCHEDULES)}")
@@ -154,26 +156,56 @@ def scale_by_lr_mult(rules) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
+def scale_by_rate(rate: Callable) -> optax.GradientTransformationExtraArgs:
+  """Multiplies the updates by -rate(step), `step` the training step given to
+  `update` (`update(..., step=state.step)`), not a count of this transform's own
+  updates: a group updated by a lazy regulariser as well as by the main step gets
+  more updates than steps, and its schedule must still follow the training step."""
+
+  def init(params):
+    del params
+    return optax.EmptyState()
+
+  def update(updates, state, params=None, *, step, **extra):
+    del params, extra
+    step_size = -rate(step)  # the value optax's scale_by_learning_rate would use
+    return jax.tree.map(lambda u: jnp.array(step_size, dtype=u.dtype) * u, updates), state
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+def group_rate(schedule: Callable, lazy_interval: int = 1) -> Callable:
+  """step -> the rate a group's update applies: the schedule, times the lazy
+  correction c = k / (k + 1) for a group a lazy regulariser updates every k > 1 steps."""
+  if lazy_interval <= 1:
+    return schedule
+  c = lazy_interval / (lazy_interval + 1.0)
+  return lambda step: c * schedule(step)
+
+
 def make_optimizer(settings: dict, schedule: Callable,
-                   lazy_interval: int = 1) -> optax.GradientTransformation:
-  """The group's transform: [clip] -> adam | sgd on `schedule` -> [lr multipliers].
-  `lazy_interval` k > 1 applies the lazy-regularisation correction c = k / (k + 1)."""
+                   lazy_interval: int = 1) -> optax.GradientTransformationExtraArgs:
+  """The group's transform: [clip] -> Adam's moments | SGD's momentum -> -rate(step)
+  -> [lr multipliers]; `update(grads, opt_state, params, step=STEP)` takes the
+  training step the rate is read at (see `scale_by_rate`). `lazy_interval` k > 1
+  applies the lazy-regularisation correction c = k / (k + 1) to the rate and to the
+  betas (momentum). The same arithmetic as optax.adam / optax.sgd."""
   c = lazy_interval / (lazy_interval + 1.0) if lazy_interval > 1 else 1.0
-  lr = schedule if c == 1.0 else (lambda step: c * schedule(step))
-  if settings['name'] == 'adam':
-    base = optax.adam(lr, b1=settings['b1'] ** c, b2=settings['b2'] ** c,
-                      eps=settings['eps'])
-  else:
-    momentum = settings['momentum'] ** c if settings['momentum'] else None
-    base = optax.sgd(lr, momentum=momentum)
   parts = []
   if settings['clip_norm']:
     parts.append(optax.clip_by_global_norm(settings['clip_norm']))
-  parts.append(base)
+  if settings['name'] == 'adam':
+    parts.append(optax.scale_by_adam(b1=settings['b1'] ** c, b2=settings['b2'] ** c,
+                                     eps=settings['eps']))
+  elif settings['momentum']:
+    parts.append(optax.trace(decay=settings['momentum'] ** c))
+  else:
+    parts.append(optax.identity())
+  parts.append(scale_by_rate(group_rate(schedule, lazy_interval)))
   rules = parse_lr_mult(settings['lr_mult'])
   if rules:
     parts.append(scale_by_lr_mult(rules))
-  return parts[0] if len(parts) == 1 else optax.chain(*parts)
+  return optax.chain(*parts)
 
 
 def instance_noise_std(step, std: float, anneal_steps: int):

@@ -15,7 +15,7 @@ from jaxgan import cli, config as config_lib
 def parse_args(argv):
   parser = argparse.ArgumentParser(
       prog='python -m jaxgan.params', description=__doc__.split('\n')[0],
-      epilog='Experiments: ' + ', '.join(sorted(config_lib.EXPERIMENTS)) + '.')
+      epilog='Experiments: ' + ', '.join(config_lib.experiments()) + '.')
   parser.add_argument('--experiment', required=True, help='NAME or NAME:VARIANT')
   args, rest = parser.parse_known_args(argv)
   return args, config_lib.parse_overrides(rest)

@@ -1,5 +1,5 @@
 """Run setup, shared by the training loop and every tool: the data source and streams,
-the state's layout and shardings, the jit wiring of a task's steps (`Trainer`), and
+the state's layout and shardings, the jit wiring of a task's steps (`CompiledSteps`), and
 restoring a workdir's config and weights for inference.
 
 The loop (`jaxgan.train`), the tests of sharding and resume, `translate`, `evaluate`
@@ -19,8 +19,8 @@ from jaxgan import checkpointing, sharding
 from jaxgan.configs import common
 from jaxgan.errors import JaxganError
 from jaxgan.state import INFERENCE_FIELDS, GANState, InferenceState
-from jaxgan.tasks import make_task
-from jaxgan.workdir import read_config  # noqa: F401 (the tools' entry point)
+from jaxgan.tasks import Task, make_task
+from jaxgan.workdir import read_config
 
 if TYPE_CHECKING:
   from jaxgan import data
@@ -29,12 +29,15 @@ if TYPE_CHECKING:
 # -- config -------------------------------------------------------------------------
 
 
-def check_config(config) -> None:
+def check_config(config) -> Task:
   """Every problem of `config` found before any work starts, one line each: the
-  shared keys' bounds, then the task's own checks (building it checks its keys)."""
+  shared keys' bounds, then the task's own checks (building it checks its keys).
+  Returns the task, built without optimizers: training gives it the epoch length
+  (`prepare_training`) once the data is open."""
   found = common.problems(config)
+  task = None
   try:
-    make_task(config, steps_per_epoch=1)
+    task = make_task(config)
   except JaxganError as e:
     found.append(str(e))
   except Exception:  # a consequence of a value already reported
@@ -42,6 +45,7 @@ def check_config(config) -> None:
       raise
   if found:
     raise JaxganError('\n'.join(found))
+  return task
 
 
 # -- data -------------------------------------------------------------------------
@@ -59,15 +63,16 @@ def open_source(config) -> data.Source:
                           tfds_data_dir=d.tfds_data_dir or None)
 
 
-def train_stream(config, source, data_mode: str, *, start_step: int,
+def train_stream(config, source, data_mode: str, *,
                  batch_sharding=None) -> data.BatchStream:
-  """The training batches from `start_step` on (a pure function of seed and step)."""
+  """The training batches (a pure function of seed and step; `from_step(s)` gives
+  them from step s on)."""
   from jaxgan import data
   d = config.data
   stream = data.train_batches(
       source.task_domains('train', data_mode), global_batch=d.batch_size,
       load_size=d.load_size, image_size=d.image_size, flip=d.flip,
-      paired=data_mode == 'paired', seed=config.seed, start_step=start_step,
+      paired=data_mode == 'paired', seed=config.seed,
       sharding=batch_sharding, channels=d.channels)
   if stream.steps_per_epoch < 1:
     raise JaxganError(f'data.batch_size={d.batch_size} is larger than the training set '
@@ -102,7 +107,7 @@ def state_layout(task, config, mesh):
   return _layout(task.init_state, config, mesh)
 
 
-class Trainer:
+class CompiledSteps:
   """Owns the jit wiring of a task on a mesh: `init` and each step function, jitted
   once with the state's shardings (state donated) and the batch split on `data`.
 

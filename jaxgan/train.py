@@ -2,7 +2,7 @@
 
 It knows nothing of any one GAN (no network, domain or group names): it builds the
 mesh, the data stream and the task, initialises or restores the state, runs the task's
-step functions on their intervals through `jaxgan.runs.Trainer` (each jitted once,
+step functions on their intervals through `jaxgan.runs.CompiledSteps` (each jitted once,
 explicit shardings, state donated), and writes metrics (CLU), sample grids,
 checkpoints (Orbax) and the evaluators' scores.
 Metrics of step N are read after step N+1 is dispatched, so logging never stalls the
@@ -23,7 +23,6 @@ from jaxgan import checkpointing, config as config_lib, images, runs, sharding
 from jaxgan import workdir as workdir_lib
 from jaxgan.cli import StopRequest
 from jaxgan.errors import JaxganError
-from jaxgan.tasks import make_task, task_class
 
 
 class _MetricLog:
@@ -69,9 +68,12 @@ class _MetricLog:
     return f'step {self.last_good}' if self.last_good is not None else 'none'
 
 
-def train_and_evaluate(config, workdir: str, stop: StopRequest | None = None):
+def train_and_evaluate(config, workdir: str, stop: StopRequest | None = None, *,
+                       distributed: dict | None = None):
   """Trains `config` in `workdir` (resuming from its latest readable checkpoint);
   returns the final state (None when stopped before the state existed).
+  `distributed`: the arguments of `sharding.maybe_initialize_distributed` (a
+  multi-process launch), called once the config is known to be good.
 
   Start-up touches the workdir only once the run is known to be able to continue
   from it: the whole config is checked first, then the data and the networks are
@@ -80,18 +82,18 @@ def train_and_evaluate(config, workdir: str, stop: StopRequest | None = None):
   installed earlier (so that a signal during imports is not lost); else one is
   installed here."""
   if stop is not None:
-    return _train(config, workdir, stop)
+    return _train(config, workdir, stop, distributed)
   with StopRequest() as stop:
-    return _train(config, workdir, stop)
+    return _train(config, workdir, stop, distributed)
 
 
 class _Stopped(Exception):
   """A stop request arrived during start-up."""
 
 
-def _train(config, workdir, stop: StopRequest):
+def _train(config, workdir, stop: StopRequest, distributed):
   try:
-    return _start_and_run(config, workdir, stop)
+    return _start_and_run(config, workdir, stop, distributed)
   except _Stopped as e:
     logging.warning('Stopped by %s during start-up (%s), before any training step; '
                     'nothing to save. Run the same command to resume.',
@@ -99,7 +101,11 @@ def _train(config, workdir, stop: StopRequest):
     return None
 
 
-def _start_and_run(config, workdir, stop: StopRequest):
+def _start_and_run(config, workdir, stop: StopRequest, distributed):
+  # Every problem of the config, before any process waits for another.
+  task = runs.check_config(config)
+  if distributed is not None:
+    sharding.maybe_initialize_distributed(**distributed)
   multi = jax.process_count() > 1
 
   def startup_point(what):
@@ -109,7 +115,6 @@ def _start_and_run(config, workdir, stop: StopRequest):
       raise _Stopped(what)
 
   startup_point('loading')
-  runs.check_config(config)
   workdir = workdir_lib.check_path(workdir)
   is_main = jax.process_index() == 0
   mesh = sharding.make_mesh()
@@ -120,12 +125,12 @@ def _start_and_run(config, workdir, stop: StopRequest):
   t = config.train
 
   source = runs.open_source(config)
-  data_mode = task_class(config).data_mode
-  steps_per_epoch = runs.train_stream(config, source, data_mode,
-                                      start_step=0).steps_per_epoch
-  task = make_task(config, steps_per_epoch)
+  stream = runs.train_stream(config, source, task.data_mode,
+                             batch_sharding=sharding.batch_sharded(mesh))
+  steps_per_epoch = stream.steps_per_epoch
+  task.prepare_training(steps_per_epoch)
   num_steps = t.num_steps or (t.epochs + t.epochs_decay) * steps_per_epoch
-  trainer = runs.Trainer(task, config, mesh)
+  trainer = runs.CompiledSteps(task, config, mesh)
   startup_point('building the data and the networks')
 
   lock, ckpt = workdir_lib.Lock(workdir), None
@@ -137,8 +142,8 @@ def _start_and_run(config, workdir, stop: StopRequest):
     if is_main:
       workdir_lib.write_config(workdir, config)
     startup_point(f'restoring (step {start_step})')
-    state = _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
-                  start_step, num_steps, steps_per_epoch, startup_point)
+    state = _loop(config, workdir, stop, ckpt, trainer, task, source, stream, state,
+                  start_step, num_steps, startup_point)
   except BaseException as e:
     _close(ckpt, lock, workdir, quietly=True)
     if isinstance(e, Exception) and not isinstance(e, JaxganError):
@@ -224,18 +229,17 @@ def _restore(config, workdir, ckpt, trainer, steps_per_epoch):
   return state, step
 
 
-def _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
-          start_step, num_steps, steps_per_epoch, startup_point):
+def _loop(config, workdir, stop, ckpt, trainer, task, source, stream, state,
+          start_step, num_steps, startup_point):
   is_main = jax.process_index() == 0
   mesh, t, global_batch = trainer.mesh, config.train, config.data.batch_size
-  stream = runs.train_stream(config, source, data_mode, start_step=start_step,
-                             batch_sharding=trainer.batch_sharding)
+  steps_per_epoch = stream.steps_per_epoch
   logging.info('Training %s: steps %d -> %d (%d per epoch), global batch %d; step '
                'functions %s', config.experiment, start_step, num_steps, steps_per_epoch,
                global_batch, ', '.join(f'{n} every {e}' for n, (_, e) in
                                        trainer.steps.items()))
 
-  fixed = jax.device_put(runs.sample_batch(config, source, data_mode),
+  fixed = jax.device_put(runs.sample_batch(config, source, task.data_mode),
                          sharding.replicated(mesh))
   sample_fn = jax.jit(task.sample)
 
@@ -291,7 +295,7 @@ def _loop(config, workdir, stop, ckpt, trainer, task, source, data_mode, state,
   pending = None
   step = start_step
   try:
-    batches = iter(stream)
+    batches = stream.from_step(start_step)
     while step < num_steps:
       waited = time.monotonic()
       try:

@@ -51,7 +51,7 @@ def test_main_writes_the_workdir(smoke_run):
     assert grid.shape == (2 * 34 + 2, 6 * 34 + 2, 3)
   # The console shows the losses and a progress line with an ETA.
   for key in ('loss_G_A', 'loss_G_B', 'loss_cycle_A', 'loss_cycle_B', 'loss_idt_A',
-              'loss_idt_B', 'loss_D_A', 'loss_D_B', 'lr', 'images_per_sec'):
+              'loss_idt_B', 'loss_D_A', 'loss_D_B', 'lr_gen', 'lr_disc', 'images_per_sec'):
     assert f'train/{key}' in out.stderr, key
   assert 'ETA' in out.stderr
 

@@ -79,3 +79,39 @@ def test_json_round_trip():
   c = config_lib.get_experiment('cyclegan:smoke')
   back = config_lib.from_json(config_lib.to_json(c))
   assert back.to_dict() == c.to_dict()
+
+
+def test_tuple_overrides_split_on_top_level_commas_only():
+  # Regression (issue 18): a regex with a comma of its own ({1,3}) was cut in two.
+  c = config_lib.get_experiment('dcgan:smoke')
+  config_lib.apply_override(c, 'optimizer.lr_mult', r'G/conv_{1,3}/.*=0.1,(D|G)/x=2')
+  assert c.optimizer.lr_mult == (r'G/conv_{1,3}/.*=0.1', '(D|G)/x=2')
+  config_lib.apply_override(c, 'optimizer.lr_mult', 'a{0,2}=1, b=2')
+  assert c.optimizer.lr_mult == ('a{0,2}=1', 'b=2')
+  config_lib.apply_override(c, 'ema.networks', 'G')
+  assert c.ema.networks == ('G',)
+
+
+def test_experiments_and_tasks_are_found_by_module_name():
+  from jaxgan import tasks
+  assert config_lib.experiments() == ('cyclegan', 'dcgan', 'pix2pix', 'stylegan')
+  assert tasks.available() == ('cyclegan', 'dcgan', 'pix2pix', 'stylegan')
+  for name in config_lib.experiments():  # every experiment has a smoke variant and a task
+    c = config_lib.get_experiment(f'{name}:smoke')
+    assert c.task in tasks.available()
+  c = config_lib.get_experiment('dcgan:smoke')
+  with c.unlocked():
+    c.task = 'base'  # a module of jaxgan.tasks that is not a task
+  with pytest.raises(JaxganError, match="unknown task 'base'; valid: cyclegan, dcgan, "
+                     "pix2pix, stylegan"):
+    tasks.task_class(c)
+
+
+def test_variants_are_functions_of_the_base_config():
+  import importlib
+  for name in config_lib.experiments():
+    module = importlib.import_module(f'jaxgan.configs.{name}')
+    base = module.get_config('').to_dict()
+    for variant, make in module.VARIANTS.items():
+      assert callable(make)
+      assert module.get_config(variant).to_dict() != base, (name, variant)

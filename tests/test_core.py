@@ -94,7 +94,7 @@ def test_lr_multipliers_scale_matching_parameters_only():
   grads = jax.tree.map(lambda x: 2.0 * x, params)
   opt = optim.make_optimizer(_settings(name='sgd', lr=0.1, lr_mult=('G/mapping/.*=0.01',)),
                              lambda step: 0.1)
-  updates, _ = opt.update(grads, opt.init(params), params)
+  updates, _ = opt.update(grads, opt.init(params), params, step=0)
   np.testing.assert_allclose(updates['G']['mapping']['w'], -0.1 * 0.01 * 2.0, rtol=1e-6)
   np.testing.assert_allclose(updates['G']['synthesis']['w'], -0.1 * 2.0, rtol=1e-6)
   bad = optim.make_optimizer(_settings(lr_mult=('G/mapp/.*=0.01',)), lambda step: 0.1)
@@ -127,7 +127,7 @@ def test_lazy_correction_of_a_regularised_group():
   opt = optim.make_optimizer(_settings(lr=0.1, b1=0.5), lambda step: 0.1, lazy_interval=16)
   g = {'w': jnp.array([0.3, -2.0])}
   state = opt.init(g)
-  updates, state = opt.update(g, state, g)
+  updates, state = opt.update(g, state, g, step=0)
   np.testing.assert_allclose(state[0].mu['w'], (1 - 0.5 ** c) * g['w'], rtol=1e-6)
   np.testing.assert_allclose(state[0].nu['w'], (1 - 0.999 ** c) * g['w'] ** 2, rtol=1e-5)
   np.testing.assert_allclose(updates['w'], -0.1 * c * np.sign(g['w']), rtol=1e-5)
@@ -135,9 +135,11 @@ def test_lazy_correction_of_a_regularised_group():
   task = make_task(_config(**{'loss.gp': 'r1', 'loss.gp_every': 4}), 10)
   lrs = {g: float(task.schedules[g](0)) for g in ('gen', 'disc')}
   probe = {'D': {'w': jnp.ones(2)}}
-  upd, _ = task.optimizers['disc'].update(probe, task.optimizers['disc'].init(probe), probe)
+  upd, _ = task.optimizers['disc'].update(probe, task.optimizers['disc'].init(probe), probe,
+                                         step=0)
   np.testing.assert_allclose(upd['D']['w'], -lrs['disc'] * 4 / 5, rtol=1e-5)
-  upd, _ = task.optimizers['gen'].update(probe, task.optimizers['gen'].init(probe), probe)
+  upd, _ = task.optimizers['gen'].update(probe, task.optimizers['gen'].init(probe), probe,
+                                        step=0)
   np.testing.assert_allclose(upd['D']['w'], -lrs['gen'], rtol=1e-5)
 
 
@@ -224,7 +226,7 @@ def test_lazy_penalty_runs_on_its_schedule_and_only_moves_d():
   task = make_task(c, 10)
   steps = task.step_functions()
   assert list(steps) == ['main', 'd_reg'] and steps['d_reg'][1] == 3
-  trainer = runs.Trainer(task, c, sharding.make_mesh(1))
+  trainer = runs.CompiledSteps(task, c, sharding.make_mesh(1))
   assert [trainer.due(s) for s in range(4)] == [['main', 'd_reg'], ['main'], ['main'],
                                                 ['main', 'd_reg']]
   state = trainer.init()
@@ -240,6 +242,33 @@ def test_lazy_penalty_runs_on_its_schedule_and_only_moves_d():
   # Through the loop's wiring the metrics of iteration 0 hold both.
   _, metrics = trainer.run(trainer.init(), trainer.put(_batch(c)), 0)
   assert {'loss_D', 'reg_gp_D'} <= set(metrics)
+
+
+def test_lazy_step_does_not_advance_its_groups_schedule():
+  """Regression (issue 18): a lazy regulariser's update of a group must not move that
+  group's learning-rate schedule. After s iterations the rate applied to D (plain SGD,
+  so an update of ones moves each weight by exactly -rate) is c x schedule(s), c the
+  lazy correction k / (k + 1), and the logged rate is the applied one. Before the fix
+  the schedule ran on optax's update count, which the lazy steps advance too: at s = 6
+  with k = 2 it read the cosine at 9 of 8 steps, i.e. 0."""
+  k, s = 2, 6
+  c = _config(**{'loss.gp': 'r1', 'loss.gp_every': k, 'loss.lambda_gp': 1.0,
+                 'optimizer.name': 'sgd', 'optimizer.momentum': 0.0,
+                 'optimizer.lr': 0.1, 'optimizer.schedule': 'cosine',
+                 'train.num_steps': 8})
+  task = make_task(c, 10)
+  trainer = runs.CompiledSteps(task, c, sharding.make_mesh(1))
+  state, batch = trainer.init(), trainer.put(_batch(c))
+  for step in range(s):
+    state, _ = trainer.run(state, batch, step)
+  assert int(state.step) == s
+  expected = k / (k + 1) * 0.05 * (1 + math.cos(math.pi * s / 8))
+  params = task.group(jax.device_get(state.params), 'disc')
+  moved = task.apply_gradients('disc', jax.tree.map(np.ones_like, params), state).params
+  applied = np.asarray(jax.tree.leaves(params)[0]) - np.asarray(jax.tree.leaves(moved)[0])
+  np.testing.assert_allclose(applied, expected, rtol=1e-5)
+  _, metrics = trainer.run(state, batch, s)
+  assert float(metrics['lr_disc']) == pytest.approx(expected, rel=1e-5)
 
 
 def test_penalty_config_errors():
@@ -279,6 +308,31 @@ def test_nets_named_streams_and_keyword_inputs():
   call_key = jax.random.fold_in(jax.random.PRNGKey(0), 1)
   np.testing.assert_array_equal(keep, jax.random.bernoulli(call_key, 0.5, (4,)))
   assert not np.allclose(a, jax.random.normal(call_key, (4,)))
+
+
+class _ContentAndStyle(nn.Module):
+  """A network of two inputs (an image and a style vector), as a style translator's
+  decoder is: initialisation must be able to give it both."""
+
+  @nn.compact
+  def __call__(self, x, style, *, train=False):
+    del train
+    scale = nn.Dense(x.shape[-1], name='affine')(style)
+    return nn.Conv(4, (3, 3), name='conv')(x) * scale[:, None, None, :1]
+
+
+def test_networks_with_several_inputs_initialise_from_example_inputs():
+  from jaxgan.tasks.nets import init_variables
+  inputs = (jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32), jnp.ones((1, 5)))
+  params, stats = init_variables(_ContentAndStyle(), jax.random.PRNGKey(0), inputs)
+  assert params['affine']['kernel'].shape == (5, 3)
+  assert params['conv']['kernel'].shape == (3, 3, 3, 4) and stats == {}
+  # Every task gives its networks' inputs as such tuples, and init follows them.
+  for name in ('cyclegan', 'pix2pix', 'dcgan', 'stylegan'):
+    task = make_task(_config(f'{name}:smoke'))
+    inputs = task.init_inputs()
+    assert set(inputs) == set(task.modules)
+    assert all(isinstance(args, tuple) for args in inputs.values())
 
 
 def test_registry_builds_any_signature_and_names_the_valid_ones():

@@ -72,7 +72,7 @@ def test_pool_size_zero_is_identity_and_seeded():
 def test_linear_decay_schedule_matches_reference_rule():
   # epochs=2 constant, epochs_decay=3, 10 steps per epoch:
   # factor(e) = 1 - max(0, e + 1 - 2) / 4 -> e0 1, e1 1, e2 .75, e3 .5, e4 .25
-  s = optim.lr_schedule(2e-4, 2, 3, 10)
+  s = optim.linear_decay_schedule(2e-4, 2, 3, 10)
   for step, factor in [(0, 1), (9, 1), (19, 1), (20, .75), (29, .75), (30, .5),
                        (40, .25), (49, .25)]:
     assert float(s(step)) == pytest.approx(2e-4 * factor), step
@@ -96,7 +96,7 @@ def test_clipped_gradient_norm_never_exceeds_the_bound():
   for scale in (0.01, 0.5, 3.0, 1e4):
     g = {'w': jnp.asarray(rng.normal(size=(5, 7)) * scale), 'b': jnp.asarray(rng.normal(size=3) * scale)}
     params = jax.tree.map(jnp.zeros_like, g)
-    updates, _ = opt.update(g, opt.init(params), params)
+    updates, _ = opt.update(g, opt.init(params), params, step=0)
     norm_in = float(optax.global_norm(g))
     norm_out = float(optax.global_norm(updates))
     assert norm_out <= 1.0 + 1e-6

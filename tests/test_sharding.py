@@ -42,8 +42,8 @@ batches = [{k: rng.uniform(-1, 1, (8, size, size, c.data.channels)).astype(np.fl
             for k in keys} for _ in range(3)]
 results = {}
 for n in counts:
-  # The loop's own wiring: runs.Trainer jits every step function of the task.
-  trainer = runs.Trainer(make_task(c, steps_per_epoch=10), c, sharding.make_mesh(n))
+  # The loop's own wiring: runs.CompiledSteps jits every step function of the task.
+  trainer = runs.CompiledSteps(make_task(c, steps_per_epoch=10), c, sharding.make_mesh(n))
   state = trainer.init()
   losses = []
   for i, b in enumerate(batches):

@@ -39,7 +39,7 @@ def test_reference_defaults_and_lazy_schedules():
   probe = {'x': jnp.ones(3)}
   for group, k in (('disc', 16), ('gen', 4)):
     opt = task.optimizers[group]
-    upd, state = opt.update(probe, opt.init(probe), probe)
+    upd, state = opt.update(probe, opt.init(probe), probe, step=0)
     np.testing.assert_allclose(upd['x'], -0.0025 * k / (k + 1), rtol=1e-5)
     np.testing.assert_allclose(state[0].nu['x'], 1 - 0.99 ** (k / (k + 1)), rtol=1e-5)
   assert float(task.schedules['gen'](10**6)) == pytest.approx(0.0025)  # constant
@@ -50,7 +50,7 @@ def test_reference_defaults_and_lazy_schedules():
 def test_smoke_steps_move_what_they_should():
   c = _config()
   task = make_task(c, steps_per_epoch=10)
-  trainer = runs.Trainer(task, c, sharding.make_mesh(1))
+  trainer = runs.CompiledSteps(task, c, sharding.make_mesh(1))
   assert [trainer.due(s) for s in range(3)] == [['main', 'd_reg', 'g_reg', 'ema'],
                                                 ['main', 'ema'],
                                                 ['main', 'd_reg', 'g_reg', 'ema']]

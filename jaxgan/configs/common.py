@@ -99,6 +99,16 @@ def optimizer_groups(c: ml_collections.ConfigDict, *names: str) -> None:
         {k: config_dict.placeholder(t) for k, t in _TYPES.items()})
 
 
+def variant(c: ml_collections.ConfigDict, variants, name: str) -> ml_collections.ConfigDict:
+  """`c` turned into variant `name` by its function in `variants` (name -> function
+  that edits the config in place); '' is the base config itself."""
+  if name:
+    if name not in variants:
+      raise KeyError(f"unknown variant '{name}'; valid: {', '.join(variants)}")
+    variants[name](c)
+  return c
+
+
 def smoke_run(c: ml_collections.ConfigDict) -> None:
   """The few-step, log-everything settings of every `:smoke` variant (for tests)."""
   c.train.num_steps = 4

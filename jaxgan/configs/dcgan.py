@@ -16,7 +16,6 @@ import ml_collections
 
 from jaxgan.configs import common
 
-VARIANTS = ('demo', 'smoke')
 
 SHARED_MNIST = 'mnist:../shared/datasets/mnist'
 
@@ -48,26 +47,33 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def _demo(c: ml_collections.ConfigDict) -> None:
+  c.data.source = SHARED_MNIST
+  c.data.batch_size = 64
+  c.model.ngf = 32
+  c.model.ndf = 32
+  c.train.num_steps = 3000  # 3.5-7 min on 2 CPU cores; digits appear by ~1000
+  c.train.log_every = 50
+  c.train.sample_every = 250
+  c.train.checkpoint_every = 1000
+  c.eval.every = 0  # FID afterwards: python -m jaxgan.evaluate --workdir ...
+
+
+def _smoke(c: ml_collections.ConfigDict) -> None:
+  c.data.source = 'synthetic'  # one domain of it (A); no files needed
+  c.data.image_size = 16
+  c.data.load_size = 16
+  c.data.batch_size = 4
+  c.data.synthetic_size = 8
+  c.model.latent_dim = 8
+  c.model.ngf = 8
+  c.model.ndf = 8
+  common.smoke_run(c)
+
+
+# name -> the function that turns the base config into that variant
+VARIANTS = {'demo': _demo, 'smoke': _smoke}
+
+
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  c = base_config()
-  if variant == 'demo':
-    c.data.source = SHARED_MNIST
-    c.data.batch_size = 64
-    c.model.ngf = 32
-    c.model.ndf = 32
-    c.train.num_steps = 3000  # 3.5-7 min on 2 CPU cores; digits appear by ~1000
-    c.train.log_every = 50
-    c.train.sample_every = 250
-    c.train.checkpoint_every = 1000
-    c.eval.every = 0  # FID afterwards: python -m jaxgan.evaluate --workdir ...
-  elif variant == 'smoke':
-    c.data.source = 'synthetic'  # one domain of it (A); no files needed
-    c.data.image_size = 16
-    c.data.load_size = 16
-    c.data.batch_size = 4
-    c.data.synthetic_size = 8
-    c.model.latent_dim = 8
-    c.model.ngf = 8
-    c.model.ndf = 8
-    common.smoke_run(c)
-  return c
+  return common.variant(base_config(), VARIANTS, variant)

@@ -17,7 +17,6 @@ import ml_collections
 
 from jaxgan.configs import common
 
-VARIANTS = ('demo', 'smoke')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -49,32 +48,39 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def _demo(c: ml_collections.ConfigDict) -> None:
+  # Learns the synthetic colour map in a few minutes on 2 CPU cores; also runs on
+  # real aligned data with data.source=aligned:PATH (the maps figure in BUILD_NOTES).
+  c.data.source = 'synthetic'
+  c.data.image_size = 64
+  c.data.load_size = 72
+  c.data.synthetic_size = 256
+  c.model.generator = 'unet_64'
+  c.model.ngf = 32
+  c.model.ndf = 32
+  c.train.epochs = 5  # 256 pairs per epoch: 2560 steps, ~20 steps/s on 2 CPU cores
+  c.train.epochs_decay = 5
+  c.train.log_every = 50
+  c.train.sample_every = 256
+  c.train.checkpoint_every = 512
+  c.eval.every = 0  # the demo needs nothing beyond the repository
+
+
+def _smoke(c: ml_collections.ConfigDict) -> None:
+  c.data.source = 'synthetic'
+  c.data.image_size = 64  # unet_64: the smallest U-Net with a dropout block
+  c.data.load_size = 64
+  c.data.batch_size = 2
+  c.data.synthetic_size = 8
+  c.model.generator = 'unet_64'
+  c.model.ngf = 8
+  c.model.ndf = 8
+  common.smoke_run(c)
+
+
+# name -> the function that turns the base config into that variant
+VARIANTS = {'demo': _demo, 'smoke': _smoke}
+
+
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  c = base_config()
-  if variant == 'demo':
-    # Learns the synthetic colour map in a few minutes on 2 CPU cores; also runs on
-    # real aligned data with data.source=aligned:PATH (the maps figure in BUILD_NOTES).
-    c.data.source = 'synthetic'
-    c.data.image_size = 64
-    c.data.load_size = 72
-    c.data.synthetic_size = 256
-    c.model.generator = 'unet_64'
-    c.model.ngf = 32
-    c.model.ndf = 32
-    c.train.epochs = 5  # 256 pairs per epoch: 2560 steps, ~20 steps/s on 2 CPU cores
-    c.train.epochs_decay = 5
-    c.train.log_every = 50
-    c.train.sample_every = 256
-    c.train.checkpoint_every = 512
-    c.eval.every = 0  # the demo needs nothing beyond the repository
-  elif variant == 'smoke':
-    c.data.source = 'synthetic'
-    c.data.image_size = 64  # unet_64: the smallest U-Net with a dropout block
-    c.data.load_size = 64
-    c.data.batch_size = 2
-    c.data.synthetic_size = 8
-    c.model.generator = 'unet_64'
-    c.model.ngf = 8
-    c.model.ndf = 8
-    common.smoke_run(c)
-  return c
+  return common.variant(base_config(), VARIANTS, variant)

@@ -24,7 +24,6 @@ import ml_collections
 
 from jaxgan.configs import common
 
-VARIANTS = ('demo', 'maps', 'smoke')
 
 SHARED_MNIST = 'mnist:../shared/datasets/mnist'
 SHARED_MAPS = 'aligned:../shared/datasets/maps'
@@ -81,43 +80,52 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def _demo(c: ml_collections.ConfigDict) -> None:
+  c.data.source = SHARED_MNIST
+  c.data.image_size = c.data.load_size = 32
+  c.data.channels = 1
+  c.data.batch_size = 16
+  c.model.z_dim = c.model.w_dim = 64
+  c.model.channel_base = 512  # 16 channels at 32x32, 64 (max) at 8x8 and 4x4
+  c.model.channel_max = 64
+  c.ema.half_life_images = 1000.0
+  # 0.42 s per iteration on the 2-core dev VM (experiments/bench_step.py): ~21 min.
+  c.train.num_steps = 3000
+  c.train.log_every = 50
+  c.train.sample_every = 250
+  c.train.checkpoint_every = 500
+  c.eval.every = 0  # FID afterwards: python -m jaxgan.evaluate --workdir ...
+
+
+def _maps(c: ml_collections.ConfigDict) -> None:
+  c.data.source = SHARED_MAPS  # the aerial photos (the A halves)
+  c.data.image_size = c.data.load_size = 64
+  c.data.batch_size = 16
+  c.model.channel_base = 4096
+  c.model.channel_max = 256
+  c.ema.half_life_images = 5000.0
+  c.train.num_steps = 20000
+  c.eval.num_images = 1000
+
+
+def _smoke(c: ml_collections.ConfigDict) -> None:
+  c.data.source = 'synthetic'  # one domain of it (A); no files needed
+  c.data.image_size = c.data.load_size = 16
+  c.data.batch_size = 4
+  c.data.synthetic_size = 8
+  c.model.z_dim = c.model.w_dim = 8
+  c.model.channel_base = 64
+  c.model.channel_max = 16
+  c.model.mbstd_group_size = 2
+  c.loss.gp_every = 2
+  c.loss.pl_every = 2
+  c.ema.half_life_images = 40.0
+  common.smoke_run(c)
+
+
+# name -> the function that turns the base config into that variant
+VARIANTS = {'demo': _demo, 'maps': _maps, 'smoke': _smoke}
+
+
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  c = base_config()
-  if variant == 'demo':
-    c.data.source = SHARED_MNIST
-    c.data.image_size = c.data.load_size = 32
-    c.data.channels = 1
-    c.data.batch_size = 16
-    c.model.z_dim = c.model.w_dim = 64
-    c.model.channel_base = 512  # 16 channels at 32x32, 64 (max) at 8x8 and 4x4
-    c.model.channel_max = 64
-    c.ema.half_life_images = 1000.0
-    # 0.42 s per iteration on the 2-core dev VM (experiments/bench_step.py): ~21 min.
-    c.train.num_steps = 3000
-    c.train.log_every = 50
-    c.train.sample_every = 250
-    c.train.checkpoint_every = 500
-    c.eval.every = 0  # FID afterwards: python -m jaxgan.evaluate --workdir ...
-  elif variant == 'maps':
-    c.data.source = SHARED_MAPS  # the aerial photos (the A halves)
-    c.data.image_size = c.data.load_size = 64
-    c.data.batch_size = 16
-    c.model.channel_base = 4096
-    c.model.channel_max = 256
-    c.ema.half_life_images = 5000.0
-    c.train.num_steps = 20000
-    c.eval.num_images = 1000
-  elif variant == 'smoke':
-    c.data.source = 'synthetic'  # one domain of it (A); no files needed
-    c.data.image_size = c.data.load_size = 16
-    c.data.batch_size = 4
-    c.data.synthetic_size = 8
-    c.model.z_dim = c.model.w_dim = 8
-    c.model.channel_base = 64
-    c.model.channel_max = 16
-    c.model.mbstd_group_size = 2
-    c.loss.gp_every = 2
-    c.loss.pl_every = 2
-    c.ema.half_life_images = 40.0
-    common.smoke_run(c)
-  return c
+  return common.variant(base_config(), VARIANTS, variant)

@@ -201,9 +201,8 @@ class BatchStream:
     return np.stack([order_a[pos], order_b[pos], np.full_like(pos, epoch), pos],
                     axis=1).astype(np.int64)
 
-  def _step_indices(self) -> Iterator[np.ndarray]:
-    """`_step_rows` of each step from start_step on."""
-    step = self.start_step
+  def _step_indices(self, step: int) -> Iterator[np.ndarray]:
+    """`_step_rows` of each step from `step` on."""
     while True:
       yield self._step_rows(step)
       step += 1
@@ -251,17 +250,23 @@ class BatchStream:
     return ds.with_options(options)
 
   def __iter__(self):
-    """The batches from start_step on, in chunks of _CHUNK_STEPS steps; the next
-    chunk's pipeline starts (and prefetches) while the current one is consumed."""
+    return self.from_step(self.start_step)
+
+  def from_step(self, start_step: int) -> Iterator[dict]:
+    """The batches from global step `start_step` on (a resumed run's), in chunks of
+    _CHUNK_STEPS steps; the next chunk's pipeline starts (and prefetches) while the
+    current one is consumed."""
+    if start_step < 0:
+      raise JaxganError(f'start step must be non-negative, got {start_step}')
     global_shape = (self.global_batch, self.image_size, self.image_size,
                     self.channels)
-    indices = self._step_indices()
+    indices = self._step_indices(start_step)
 
     def chunk():
       table = np.stack([next(indices) for _ in range(_CHUNK_STEPS)])
       return self._dataset(table).as_numpy_iterator()
 
-    step, current, upcoming = self.start_step, chunk(), None
+    step, current, upcoming = start_step, chunk(), None
     while True:
       if upcoming is None:
         upcoming = chunk()

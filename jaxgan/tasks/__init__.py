@@ -5,10 +5,12 @@ below lists every member the loop (`jaxgan.train`, `jaxgan.runs`), the evaluator
 (`jaxgan.evaluation`) and the command-line tools use; nothing else of a task is read
 outside its module. `jaxgan.tasks.base.GANTask` implements the shared part (optimizer
 groups, EMA, gradient penalties, lazy steps, stability knobs), so a new GAN adds its
-module here, its config in `jaxgan.configs` and its networks in `jaxgan.models`.
+module here (named as its `config.task`, with `TASK = <its class>`), its config in
+`jaxgan.configs` and its networks in `jaxgan.models`; nothing is registered by hand.
 """
 
 import importlib
+import pkgutil
 from typing import Any, Callable, Mapping, Protocol
 
 import jax
@@ -31,11 +33,13 @@ class Task(Protocol):
   # What the data layer must give (`jaxgan.data` Source.task_domains): 'unpaired' A and
   # B, 'paired' A[i] with B[i] (same crop and flip), or 'single' (A only).
   data_mode: str
-  channels: int  # image channels, 1 or 3
-  # Network name -> Flax module. Optimizer group -> the networks it holds.
-  modules: Mapping[str, Any]
-  GROUPS: Mapping[str, tuple[str, ...]]
-  sample_columns: tuple[str, ...]  # names of `sample`'s columns
+  channels: int  # image channels, 1 or 3 (what `translate` feeds the translators)
+  modules: Mapping[str, Any]  # network name -> Flax module (`jaxgan.params` counts them)
+
+  def prepare_training(self, steps_per_epoch: int) -> None:
+    """Builds the optimizers of a task built for inference (`Task(config)`), for
+    epochs of `steps_per_epoch` steps: the loop builds the task once, to check the
+    config, and calls this once the data says how long an epoch is."""
 
   def init_state(self, rng: jax.Array) -> GANState:
     """The whole train state (jitted by the loop with the state's shardings)."""
@@ -57,19 +61,23 @@ class Task(Protocol):
     the EMA weights when the task keeps them (ema.for_inference)."""
 
 
-TASKS = {
-    'cyclegan': ('jaxgan.tasks.cyclegan', 'CycleGAN'),
-    'pix2pix': ('jaxgan.tasks.pix2pix', 'Pix2Pix'),
-    'dcgan': ('jaxgan.tasks.dcgan', 'DCGAN'),
-    'stylegan': ('jaxgan.tasks.stylegan', 'StyleGAN'),
-}
+# Modules of this package that hold shared machinery, not a task.
+_NOT_TASKS = ('base', 'nets')
+
+
+def available() -> tuple[str, ...]:
+  """The task names: the modules of this package that define `TASK`."""
+  return tuple(sorted(
+      info.name for info in pkgutil.iter_modules(__path__)
+      if info.name not in _NOT_TASKS and not info.name.startswith('_')
+      and hasattr(importlib.import_module(f'{__name__}.{info.name}'), 'TASK')))
 
 
 def task_class(config) -> type:
-  if config.task not in TASKS:
-    raise JaxganError(f"unknown task '{config.task}'; valid: {', '.join(sorted(TASKS))}")
-  module, cls = TASKS[config.task]
-  return getattr(importlib.import_module(module), cls)
+  names = available()
+  if config.task not in names:
+    raise JaxganError(f"unknown task '{config.task}'; valid: {', '.join(names)}")
+  return importlib.import_module(f'{__name__}.{config.task}').TASK
 
 
 def make_task(config, steps_per_epoch: int | None = None) -> Task:

@@ -3,10 +3,12 @@ penalties, lazy regularisation steps and the stability knobs.
 
 A task subclasses `GANTask` (which implements `jaxgan.tasks.Task`, the contract the
 loop, the evaluators and the command-line tools use), builds its networks into
-`self.modules` (name -> Flax module), names its optimizer groups in `GROUPS`, and
-writes its main `train_step`, `sample`, `predictors` and `input_shapes` with the
-helpers here, so that `optimizer.*`, `ema.*`, `loss.gp*`, `loss.real_label` and
-`train.instance_noise*` act the same way in every GAN.
+`self.modules` (name -> Flax module), names its optimizer groups in `GROUPS`, gives
+each network's example inputs in `init_inputs`, and writes its main `train_step`,
+`sample` and `predictors` with the helpers here (`step_keys`, `train_nets`,
+`descend` / `apply_gradients`, `commit`, `step_metrics`), so that `optimizer.*`,
+`ema.*`, `loss.gp*`, `loss.real_label` and `train.instance_noise*` act the same way
+in every GAN.
 """
 
 import dataclasses
@@ -26,6 +28,18 @@ CHANNELS = (1, 3)
 PENALTIES = ('none', 'wgangp', 'r1', 'r2')
 # Folded into the step key of a lazy regulariser, so it draws apart from the main step.
 _PENALTY_STREAM = 0x5E9
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupUpdate:
+  """One optimizer group's gradient step inside a step function: the group's new
+  params and optimizer state, its gradients, and the objective's loss and aux."""
+  group: str
+  params: dict
+  opt_state: Any
+  grads: dict
+  loss: Any = None
+  aux: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,17 +109,27 @@ class GANTask:
     self.penalty_kind = ('wgangp' if c.gan_mode == 'wgangp' else 'none'
                          ) if c.gp == 'auto' else c.gp
     self.group_settings = optim.resolve_groups(config.optimizer, tuple(self.GROUPS))
-    self.schedules, self.optimizers = {}, {}
+    # group -> step -> the schedule's rate; the rate its updates apply (with the lazy
+    # correction); its optax transform (updated with step=state.step).
+    self.schedules, self.rates, self.optimizers = {}, {}, {}
     if steps_per_epoch is not None:
-      total = t.num_steps or (t.epochs + t.epochs_decay) * max(1, steps_per_epoch)
-      lazy = self.lazy_intervals()
-      for group, s in self.group_settings.items():
-        self.schedules[group] = optim.make_schedule(
-            s['schedule'], s['lr'], epochs=t.epochs, epochs_decay=t.epochs_decay,
-            steps_per_epoch=steps_per_epoch, total_steps=total)
-        self.optimizers[group] = optim.make_optimizer(s, self.schedules[group],
-                                                      lazy.get(group, 1))
+      self.prepare_training(steps_per_epoch)
     self.modules = {}
+
+  def prepare_training(self, steps_per_epoch: int) -> None:
+    """Builds every group's schedule and optimizer for epochs of `steps_per_epoch`
+    steps (the loop calls it once the data is open; `Task(config, steps_per_epoch)`
+    calls it from the constructor, before the subclass's own __init__ body)."""
+    t = self.config.train
+    total = t.num_steps or (t.epochs + t.epochs_decay) * max(1, steps_per_epoch)
+    lazy = self.lazy_intervals()
+    for group, s in self.group_settings.items():
+      self.schedules[group] = optim.make_schedule(
+          s['schedule'], s['lr'], epochs=t.epochs, epochs_decay=t.epochs_decay,
+          steps_per_epoch=steps_per_epoch, total_steps=total)
+      self.rates[group] = optim.group_rate(self.schedules[group], lazy.get(group, 1))
+      self.optimizers[group] = optim.make_optimizer(s, self.schedules[group],
+                                                    lazy.get(group, 1))
 
   # -- the contract's members with a shared implementation -------------------------
 
@@ -167,9 +191,16 @@ class GANTask:
     """The aux arrays inference needs, initialised (their keys are restored)."""
     return {}
 
-  def input_shapes(self) -> dict[str, tuple]:
-    """Network name -> the input shape it is initialised with (in init order)."""
+  def init_inputs(self) -> dict[str, tuple]:
+    """Network name -> its example positional inputs (arrays or jax.ShapeDtypeStruct;
+    zeros of those shapes are used), in init order: a network with several inputs
+    (content and style, say) lists them all."""
     raise NotImplementedError
+
+  def image_spec(self, channels: int | None = None) -> jax.ShapeDtypeStruct:
+    """One image of the training resolution: [1, S, S, channels (default the task's)]."""
+    size = self.config.data.image_size
+    return jax.ShapeDtypeStruct((1, size, size, channels or self.channels), jnp.float32)
 
   @staticmethod
   def grid_columns(images: jax.Array) -> tuple[jax.Array, ...]:
@@ -187,11 +218,11 @@ class GANTask:
   # -- state -----------------------------------------------------------------------
 
   def _init_networks(self, rng: jax.Array):
-    """Each network of `input_shapes` initialised from its own key, in order."""
+    """Each network of `init_inputs` initialised from its own key, in order."""
     params, stats = {}, {}
-    shapes = self.input_shapes()
-    for (name, shape), key in zip(shapes.items(), jax.random.split(rng, len(shapes))):
-      params[name], stats[name] = init_variables(self.modules[name], key, shape)
+    inputs = self.init_inputs()
+    for (name, args), key in zip(inputs.items(), jax.random.split(rng, len(inputs))):
+      params[name], stats[name] = init_variables(self.modules[name], key, args)
     return params, stats
 
   def _ema_init(self, params) -> dict:
@@ -222,18 +253,53 @@ class GANTask:
         return group
     raise JaxganError(f"no optimizer group holds all of {', '.join(names)}")
 
-  def update(self, which: str, grads, state: GANState, params):
-    """(new params of the group, its new optimizer state)."""
-    updates, opt = self.optimizers[which].update(grads, state.opt_state[which], params)
-    return optax.apply_updates(params, updates), opt
+  # -- the step's scaffolding -------------------------------------------------------
 
-  def step_metrics(self, state: GANState, grads_g, grads_d, noise_std) -> dict:
-    """The metrics every task logs besides its losses; the learning rates as 'lr'
-    (group gen), 'lr_D' (group disc) and 'lr_<group>' (any other group)."""
-    names = {'gen': 'lr', 'disc': 'lr_D'}
-    return {'grad_norm_G': optax.global_norm(grads_g),
-            'grad_norm_D': optax.global_norm(grads_d),
-            **{names.get(g, f'lr_{g}'): s(state.step) for g, s in self.schedules.items()},
+  @staticmethod
+  def step_keys(state: GANState, n: int) -> jax.Array:
+    """n independent keys of this step: the state's key folded with the step, split."""
+    return jax.random.split(jax.random.fold_in(state.rng, state.step), n)
+
+  def train_nets(self, state: GANState, group_params=None, stats=None, **kwargs) -> Nets:
+    """The networks in train mode on `state`'s params with `group_params` (a group's
+    params being differentiated or just updated) in place, threading `stats` (default
+    the state's batch statistics); `kwargs` as `Nets` takes them (rng, streams)."""
+    return Nets(self.modules, {**state.params, **(group_params or {})},
+                state.batch_stats if stats is None else stats, train=True, **kwargs)
+
+  def descend(self, group: str, objective: Callable, state: GANState) -> GroupUpdate:
+    """One gradient step of `group` on objective(group params) -> (loss, aux)."""
+    params = self.group(state.params, group)
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    return self.apply_gradients(group, grads, state, loss=loss, aux=aux)
+
+  def apply_gradients(self, group: str, grads, state: GANState, **outputs) -> GroupUpdate:
+    """`group`'s optimizer applied to `grads` (of the group's params in `state`), its
+    rate read at `state.step`; `outputs` (loss, aux) are carried along."""
+    params = self.group(state.params, group)
+    updates, opt = self.optimizers[group].update(grads, state.opt_state[group], params,
+                                                 step=state.step)
+    return GroupUpdate(group, optax.apply_updates(params, updates), opt, grads, **outputs)
+
+  @staticmethod
+  def commit(state: GANState, *updates: GroupUpdate, advance: bool = True,
+             **fields) -> GANState:
+    """`state` with each group's new params and optimizer state, any other field
+    replaced from `fields` (batch_stats, aux), and the step advanced by one unless
+    `advance` is False (a regulariser's step)."""
+    params, opt = dict(state.params), dict(state.opt_state)
+    for u in updates:
+      params.update(u.params)
+      opt[u.group] = u.opt_state
+    step = state.step + 1 if advance else state.step
+    return state.replace(step=step, params=params, opt_state=opt, **fields)
+
+  def step_metrics(self, state: GANState, updates, noise_std) -> dict:
+    """The metrics every task logs besides its losses: grad_norm_<group> of each
+    update, lr_<group> (the rate applied at this step, with any lazy correction) of
+    every group, and the instance noise's std."""
+    return {**{f'grad_norm_{u.group}': optax.global_norm(u.grads) for u in updates},
+            **{f'lr_{g}': rate(state.step) for g, rate in self.rates.items()},
             'instance_noise': noise_std}
 
   # -- EMA ---------------------------------------------------------------------------
@@ -285,7 +351,7 @@ class GANTask:
 
   def penalty(self, nets: Nets, name: str, real, fake, key) -> jax.Array:
     """The unweighted penalty of discriminator `name` (batch-stat updates dropped)."""
-    d_fn = lambda x: nets.frozen(name, x)
+    d_fn = lambda x: nets.without_stat_updates(name, x)
     if self.penalty_kind == 'wgangp':
       return losses.gradient_penalty(d_fn, real, fake, key)
     return losses.squared_gradient_norm(d_fn, real if self.penalty_kind == 'r1' else fake)
@@ -326,16 +392,13 @@ class GANTask:
     scale = self.penalty_weight * self.config.loss.gp_every * self.D_LOSS_SCALE
 
     def objective(group_params):
-      nets = Nets(self.modules, {**state.params, **group_params}, state.batch_stats,
-                  train=True)
+      nets = self.train_nets(state, group_params)
       terms = {f'reg_gp_{name}': self.penalty(nets, name, jax.lax.stop_gradient(real),
                                               fake, jax.random.fold_in(key, i))
                for i, (name, (real, fake)) in enumerate(inputs.items())}
       return scale * sum(terms.values()), terms
 
-    params = self.group(state.params, group)
-    (total, terms), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    params, opt = self.update(group, grads, state, params)
-    return (state.replace(params={**state.params, **params},
-                          opt_state={**state.opt_state, group: opt}),
-            {**terms, 'reg_loss_D': total, 'reg_grad_norm_D': optax.global_norm(grads)})
+    u = self.descend(group, objective, state)
+    total, terms = u.loss, u.aux
+    return (self.commit(state, u, advance=False),
+            {**terms, 'reg_loss_D': total, 'reg_grad_norm_D': optax.global_norm(u.grads)})

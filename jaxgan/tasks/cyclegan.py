@@ -24,7 +24,6 @@ from jaxgan import pool as image_pool
 from jaxgan.errors import JaxganError
 from jaxgan.state import GANState
 from jaxgan.tasks.base import GANTask, Translator
-from jaxgan.tasks.nets import Nets
 
 
 class CycleGAN(GANTask):
@@ -32,14 +31,12 @@ class CycleGAN(GANTask):
   DISCRIMINATORS = ('D_A', 'D_B')
   D_LOSS_SCALE = 0.5
   data_mode = 'unpaired'
-  sample_columns = ('real A', 'G(A)', 'F(G(A))', 'real B', 'F(B)', 'G(F(B))')
 
   def __init__(self, config, steps_per_epoch: int | None = None):
     super().__init__(config, steps_per_epoch)
     m, loss_cfg = config.model, config.loss
     generator = models.make_generator(
-        m.generator, ngf=m.ngf, norm=m.norm, in_channels=self.channels,
-        out_channels=self.channels, use_dropout=m.use_dropout, dtype=self.dtype)
+        m.generator, ngf=m.ngf, norm=m.norm, out_channels=self.channels, use_dropout=m.use_dropout, dtype=self.dtype)
     discriminator = models.make_discriminator(
         m.discriminator, ndf=m.ndf, norm=m.norm, n_layers=m.n_layers, dtype=self.dtype)
     self.modules = {'G': generator, 'F': generator,
@@ -54,10 +51,8 @@ class CycleGAN(GANTask):
 
   # -- state -----------------------------------------------------------------------
 
-  def input_shapes(self) -> dict[str, tuple]:
-    size = self.config.data.image_size
-    shape = (1, size, size, self.channels)
-    return {name: shape for name in self.GENERATORS + self.DISCRIMINATORS}
+  def init_inputs(self) -> dict[str, tuple]:
+    return {name: (self.image_spec(),) for name in self.GENERATORS + self.DISCRIMINATORS}
 
   def init_state(self, rng: jax.Array) -> GANState:
     size, pool_size = self.config.data.image_size, self.config.train.pool_size
@@ -71,15 +66,11 @@ class CycleGAN(GANTask):
     c = self.config.loss
     mode = c.gan_mode
     real_a, real_b = batch['a'], batch['b']
-    key = jax.random.fold_in(state.rng, state.step)
-    k_gen, k_disc, k_pool_a, k_pool_b, k_gp_a, k_gp_b, k_noise = jax.random.split(key, 7)
+    k_gen, k_disc, k_pool_a, k_pool_b, k_gp_a, k_gp_b, k_noise = self.step_keys(state, 7)
     noisy, noise_std = self.instance_noise(state, k_noise)
-    gen_params = self.group(state.params, 'gen')
-    disc_params = self.group(state.params, 'disc')
 
     def generator_objective(gen_params):
-      nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
-                  train=True, rng=k_gen)
+      nets = self.train_nets(state, gen_params, rng=k_gen)
       fake_b = nets('G', real_a)
       rec_a = nets('F', fake_b)
       fake_a = nets('F', real_b)
@@ -99,9 +90,8 @@ class CycleGAN(GANTask):
       total = sum(terms.values())
       return total, (terms, fake_a, fake_b, nets.stats)
 
-    (loss_g, (metrics, fake_a, fake_b, stats)), grads_g = jax.value_and_grad(
-        generator_objective, has_aux=True)(gen_params)
-    gen_params, opt_gen = self.update('gen', grads_g, state, gen_params)
+    gen = self.descend('gen', generator_objective, state)
+    g_terms, fake_a, fake_b, stats = gen.aux
 
     pool_a, shown_a = image_pool.query(state.aux['pool_A'],
                                        jax.lax.stop_gradient(fake_a), k_pool_a)
@@ -109,8 +99,7 @@ class CycleGAN(GANTask):
                                        jax.lax.stop_gradient(fake_b), k_pool_b)
 
     def discriminator_objective(disc_params):
-      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True,
-                  rng=k_disc)
+      nets = self.train_nets(state, disc_params, stats, rng=k_disc)
       terms = {}
       for i, (name, real, fake, k_gp) in enumerate((('D_A', real_a, shown_a, k_gp_a),
                                                     ('D_B', real_b, shown_b, k_gp_b))):
@@ -122,28 +111,21 @@ class CycleGAN(GANTask):
       total = terms['D_A'] + terms['D_B']
       return total, (terms, nets.stats)
 
-    (_, (d_metrics, stats)), grads_d = jax.value_and_grad(
-        discriminator_objective, has_aux=True)(disc_params)
-    disc_params, opt_disc = self.update('disc', grads_d, state, disc_params)
+    disc = self.descend('disc', discriminator_objective, state)
+    d_terms, stats = disc.aux
 
-    metrics = {**{'loss_' + k: v for k, v in {**metrics, **d_metrics}.items()},
-               'loss_G': loss_g,
-               **self.step_metrics(state, grads_g, grads_d, noise_std)}
-    new_state = state.replace(
-        step=state.step + 1,
-        params={**gen_params, **disc_params},
-        batch_stats=stats,
-        opt_state={'gen': opt_gen, 'disc': opt_disc},
-        aux={'pool_A': pool_a, 'pool_B': pool_b},
-    )
-    return new_state, metrics
+    metrics = {**{'loss_' + k: v for k, v in {**g_terms, **d_terms}.items()},
+               'loss_G': gen.loss,
+               **self.step_metrics(state, (gen, disc), noise_std)}
+    return self.commit(state, gen, disc, batch_stats=stats,
+                       aux={'pool_A': pool_a, 'pool_B': pool_b}), metrics
 
   def penalty_inputs(self, state: GANState, batch, key):
     real_a, real_b = batch['a'], batch['b']
     if not self.penalty_needs_fakes:
       return {'D_A': (real_a, None), 'D_B': (real_b, None)}
-    nets = Nets(self.modules, state.params, state.batch_stats, train=True, rng=key)
-    fake_b, fake_a = nets.frozen('G', real_a), nets.frozen('F', real_b)
+    nets = self.train_nets(state, rng=key)
+    fake_b, fake_a = nets.without_stat_updates('G', real_a), nets.without_stat_updates('F', real_b)
     return {'D_A': (real_a, jax.lax.stop_gradient(fake_a)),
             'D_B': (real_b, jax.lax.stop_gradient(fake_b))}
 
@@ -165,3 +147,6 @@ class CycleGAN(GANTask):
     fake_b = nets('G', real_a)
     fake_a = nets('F', real_b)
     return (real_a, fake_b, nets('F', fake_b), real_b, fake_a, nets('G', fake_a))
+
+
+TASK = CycleGAN

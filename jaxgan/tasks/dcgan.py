@@ -15,12 +15,12 @@ state, so every grid of a run, resumed or not, shows the same z.
 """
 
 import jax
+import jax.numpy as jnp
 
 from jaxgan import losses, models
 from jaxgan.errors import JaxganError
 from jaxgan.state import GANState
 from jaxgan.tasks.base import GANTask, Sampler
-from jaxgan.tasks.nets import Nets
 
 
 class DCGAN(GANTask):
@@ -42,11 +42,10 @@ class DCGAN(GANTask):
                          dtype=self.dtype),
     }
     self.grid = config.train.sample_size
-    self.sample_columns = tuple(f'samples {j}' for j in range(self.grid))
 
-  def input_shapes(self) -> dict[str, tuple]:
-    size = self.config.data.image_size
-    return {'G': (1, self.latent_dim), 'D': (1, size, size, self.channels)}
+  def init_inputs(self) -> dict[str, tuple]:
+    return {'G': (jax.ShapeDtypeStruct((1, self.latent_dim), jnp.float32),),
+            'D': (self.image_spec(),)}
 
   def init_state(self, rng: jax.Array) -> GANState:
     z_key, rng = jax.random.split(rng)
@@ -56,54 +55,46 @@ class DCGAN(GANTask):
   def train_step(self, state: GANState, batch):
     c = self.config.loss
     real = batch['a']
-    key = jax.random.fold_in(state.rng, state.step)
-    k_z, k_gp, k_noise = jax.random.split(key, 3)
+    k_z, k_gp, k_noise = self.step_keys(state, 3)
     noisy, noise_std = self.instance_noise(state, k_noise)
     z = jax.random.normal(k_z, (real.shape[0], self.latent_dim))
-    gen_params = self.group(state.params, 'gen')
-    disc_params = self.group(state.params, 'disc')
 
     def forward(gen_params):
-      nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
-                  train=True)
+      nets = self.train_nets(state, gen_params)
       return nets('G', z), nets.stats
 
-    fake, pull_back, stats = jax.vjp(forward, gen_params, has_aux=True)
+    fake, pull_back, stats = jax.vjp(forward, self.group(state.params, 'gen'),
+                                     has_aux=True)
 
     def discriminator_objective(disc_params):
-      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True)
+      nets = self.train_nets(state, disc_params, stats)
       loss, gp = self.discriminator_loss(nets, 'D', noisy(real, 0),
                                          noisy(jax.lax.stop_gradient(fake), 1), k_gp)
       return loss, ({} if gp is None else {'gp': gp}, nets.stats)
 
-    (loss_d, (d_terms, stats)), grads_d = jax.value_and_grad(
-        discriminator_objective, has_aux=True)(disc_params)
-    disc_params, opt_disc = self.update('disc', grads_d, state, disc_params)
+    disc = self.descend('disc', discriminator_objective, state)
+    d_terms, stats = disc.aux
 
     def generator_objective(fake):
-      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True)
+      nets = self.train_nets(state, disc.params, stats)
       return losses.generator_loss(c.gan_mode, nets('D', noisy(fake, 2))), nets.stats
 
     (loss_g, stats), grad_fake = jax.value_and_grad(
         generator_objective, has_aux=True)(fake)
     (grads_g,) = pull_back(grad_fake)
-    gen_params, opt_gen = self.update('gen', grads_g, state, gen_params)
+    gen = self.apply_gradients('gen', grads_g, state)
 
-    metrics = {'loss_G': loss_g, 'loss_D': loss_d,
+    metrics = {'loss_G': loss_g, 'loss_D': disc.loss,
                **{'loss_' + k: v for k, v in d_terms.items()},
-               **self.step_metrics(state, grads_g, grads_d, noise_std)}
-    new_state = state.replace(step=state.step + 1,
-                              params={**gen_params, **disc_params},
-                              batch_stats=stats,
-                              opt_state={'gen': opt_gen, 'disc': opt_disc})
-    return new_state, metrics
+               **self.step_metrics(state, (gen, disc), noise_std)}
+    return self.commit(state, gen, disc, batch_stats=stats), metrics
 
   def penalty_inputs(self, state: GANState, batch, key):
     real, fake = batch['a'], None
     if self.penalty_needs_fakes:
       z = jax.random.normal(key, (real.shape[0], self.latent_dim))
-      nets = Nets(self.modules, state.params, state.batch_stats, train=True)
-      fake = jax.lax.stop_gradient(nets.frozen('G', z))
+      nets = self.train_nets(state)
+      fake = jax.lax.stop_gradient(nets.without_stat_updates('G', z))
     return {'D': (real, fake)}
 
   # -- inference -------------------------------------------------------------------
@@ -123,3 +114,6 @@ class DCGAN(GANTask):
     """The fixed-noise grid: sample_size columns of sample_size images each."""
     del batch  # unconditional: the grid comes from the fixed z in the state
     return self.grid_columns(self._generator(state, state.aux['sample_z']))
+
+
+TASK = DCGAN

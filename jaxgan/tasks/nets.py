@@ -25,12 +25,15 @@ def compute_dtype(name: str) -> DTypeLike:
   return DTYPES[name]
 
 
-def init_variables(module, rng: jax.Array, input_shape) -> tuple[Any, Any]:
-  """(params, batch_stats) of `module` for inputs of `input_shape`. A 'noise' stream is
-  given for networks that draw noise in their forward pass (it does not touch the
-  'params' stream, so initial weights do not depend on it)."""
-  variables = module.init({'params': rng, 'noise': jax.random.fold_in(rng, 1)},
-                          jnp.zeros(input_shape, jnp.float32), train=False)
+def init_variables(module, rng: jax.Array, inputs) -> tuple[Any, Any]:
+  """(params, batch_stats) of `module` initialised on zeros shaped as `inputs` (its
+  positional inputs: a tuple of arrays or jax.ShapeDtypeStruct, or a single one). A
+  'noise' stream is given for networks that draw noise in their forward pass (it does
+  not touch the 'params' stream, so initial weights do not depend on it)."""
+  args = inputs if isinstance(inputs, tuple) else (inputs,)
+  args = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), args)
+  variables = module.init({'params': rng, 'noise': jax.random.fold_in(rng, 1)}, *args,
+                          train=False)
   return variables['params'], variables.get('batch_stats', {})
 
 
@@ -79,7 +82,8 @@ class Nets:
   def __call__(self, name: str, *args, **kwargs):
     return self._apply(name, args, kwargs, keep_stats=True)
 
-  def frozen(self, name: str, *args, **kwargs):
-    """Like calling, but batch-stat updates are dropped (for inner derivatives such as
-    the gradient penalty, which must not leak into the state)."""
+  def without_stat_updates(self, name: str, *args, **kwargs):
+    """Like calling, but the call's batch-stat updates are dropped (for inner
+    derivatives such as the gradient penalty, which must not leak into the state);
+    gradients flow through it as through any call."""
     return self._apply(name, args, kwargs, keep_stats=False)

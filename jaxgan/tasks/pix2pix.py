@@ -18,7 +18,6 @@ from jaxgan import losses, models
 from jaxgan.errors import JaxganError
 from jaxgan.state import GANState
 from jaxgan.tasks.base import GANTask, Translator
-from jaxgan.tasks.nets import Nets
 
 DIRECTIONS = ('AtoB', 'BtoA')
 
@@ -42,11 +41,8 @@ class Pix2Pix(GANTask):
       raise JaxganError(f"data.direction='{direction}' must be AtoB or BtoA")
     if config.loss.lambda_l1 < 0:
       raise JaxganError(f'loss.lambda_l1={config.loss.lambda_l1} must be >= 0')
-    self.sample_columns = (f'real {direction[0]}', f'G({direction[0]})',
-                           f'real {direction[-1]}')
     self.modules = {
         'G': models.make_generator(m.generator, ngf=m.ngf, norm=m.norm,
-                                   in_channels=self.channels,
                                    out_channels=self.channels,
                                    use_dropout=m.use_dropout, dtype=self.dtype),
         'D': models.make_discriminator(m.discriminator, ndf=m.ndf, norm=m.norm,
@@ -61,9 +57,8 @@ class Pix2Pix(GANTask):
       return batch['a'], batch['b']
     return batch['b'], batch['a']
 
-  def input_shapes(self) -> dict[str, tuple]:
-    size = self.config.data.image_size
-    return {'G': (1, size, size, self.channels), 'D': (1, size, size, 2 * self.channels)}
+  def init_inputs(self) -> dict[str, tuple]:
+    return {'G': (self.image_spec(),), 'D': (self.image_spec(2 * self.channels),)}
 
   def init_state(self, rng: jax.Array) -> GANState:
     return self.new_state(rng)
@@ -71,35 +66,29 @@ class Pix2Pix(GANTask):
   def train_step(self, state: GANState, batch):
     c = self.config.loss
     real_a, real_b = self._pair(batch)
-    key = jax.random.fold_in(state.rng, state.step)
-    k_gen, k_disc, k_adv, k_gp, k_noise = jax.random.split(key, 5)
+    k_gen, k_disc, k_adv, k_gp, k_noise = self.step_keys(state, 5)
     noisy, noise_std = self.instance_noise(state, k_noise)
-    gen_params = self.group(state.params, 'gen')
-    disc_params = self.group(state.params, 'disc')
 
     def forward(gen_params):
-      nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
-                  train=True, rng=k_gen)
+      nets = self.train_nets(state, gen_params, rng=k_gen)
       return nets('G', real_a), nets.stats
 
-    fake_b, pull_back, stats = jax.vjp(forward, gen_params, has_aux=True)
+    fake_b, pull_back, stats = jax.vjp(forward, self.group(state.params, 'gen'),
+                                       has_aux=True)
 
     def discriminator_objective(disc_params):
-      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True,
-                  rng=k_disc)
+      nets = self.train_nets(state, disc_params, stats, rng=k_disc)
       loss, gp = self.discriminator_loss(
           nets, 'D', noisy(pair(real_a, real_b), 0),
           noisy(pair(real_a, jax.lax.stop_gradient(fake_b)), 1), k_gp)
       terms = {'D': self.D_LOSS_SCALE * loss, **({} if gp is None else {'gp': gp})}
       return terms['D'], (terms, nets.stats)
 
-    (_, (d_terms, stats)), grads_d = jax.value_and_grad(
-        discriminator_objective, has_aux=True)(disc_params)
-    disc_params, opt_disc = self.update('disc', grads_d, state, disc_params)
+    disc = self.descend('disc', discriminator_objective, state)
+    d_terms, stats = disc.aux
 
     def generator_objective(fake_b):
-      nets = Nets(self.modules, {**state.params, **disc_params}, stats, train=True,
-                  rng=k_adv)
+      nets = self.train_nets(state, disc.params, stats, rng=k_adv)
       terms = {
           'G_GAN': losses.generator_loss(c.gan_mode,
                                          nets('D', noisy(pair(real_a, fake_b), 2))),
@@ -110,23 +99,19 @@ class Pix2Pix(GANTask):
     (loss_g, (g_terms, stats)), grad_fake = jax.value_and_grad(
         generator_objective, has_aux=True)(fake_b)
     (grads_g,) = pull_back(grad_fake)
-    gen_params, opt_gen = self.update('gen', grads_g, state, gen_params)
+    gen = self.apply_gradients('gen', grads_g, state)
 
     metrics = {**{'loss_' + k: v for k, v in {**g_terms, **d_terms}.items()},
                'loss_G': loss_g,
-               **self.step_metrics(state, grads_g, grads_d, noise_std)}
-    new_state = state.replace(step=state.step + 1,
-                              params={**gen_params, **disc_params},
-                              batch_stats=stats,
-                              opt_state={'gen': opt_gen, 'disc': opt_disc})
-    return new_state, metrics
+               **self.step_metrics(state, (gen, disc), noise_std)}
+    return self.commit(state, gen, disc, batch_stats=stats), metrics
 
   def penalty_inputs(self, state: GANState, batch, key):
     real_a, real_b = self._pair(batch)
     fake = None
     if self.penalty_needs_fakes:
-      nets = Nets(self.modules, state.params, state.batch_stats, train=True, rng=key)
-      fake = jax.lax.stop_gradient(pair(real_a, nets.frozen('G', real_a)))
+      nets = self.train_nets(state, rng=key)
+      fake = jax.lax.stop_gradient(pair(real_a, nets.without_stat_updates('G', real_a)))
     return {'D': (pair(real_a, real_b), fake)}
 
   # -- inference -------------------------------------------------------------------
@@ -153,3 +138,6 @@ class Pix2Pix(GANTask):
   def sample(self, state: GANState, batch):
     real_a, real_b = self._pair(batch)
     return real_a, self.generate(state, 'G', real_a), real_b
+
+
+TASK = Pix2Pix

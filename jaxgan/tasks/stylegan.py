@@ -78,7 +78,6 @@ class StyleGAN(GANTask):
       raise JaxganError(f'data.batch_size={batch} must be a multiple of the minibatch-'
                         f'stddev group size min(model.mbstd_group_size, batch) = {group}')
     self.grid = config.train.sample_size
-    self.sample_columns = tuple(f'samples {j}' for j in range(self.grid))
 
   # -- groups, steps, weights -------------------------------------------------------
 
@@ -111,9 +110,9 @@ class StyleGAN(GANTask):
 
   # -- state ------------------------------------------------------------------------
 
-  def input_shapes(self) -> dict[str, tuple]:
-    size = self.config.data.image_size
-    return {'G': (1, self.z_dim), 'D': (1, size, size, self.channels)}
+  def init_inputs(self) -> dict[str, tuple]:
+    return {'G': (jax.ShapeDtypeStruct((1, self.z_dim), jnp.float32),),
+            'D': (self.image_spec(),)}
 
   def inference_aux(self) -> dict:
     return {'w_avg': jnp.zeros((self.config.model.w_dim,), jnp.float32)}
@@ -154,25 +153,19 @@ class StyleGAN(GANTask):
     mode = self.config.loss.gan_mode
     real = batch['a']
     n = real.shape[0]
-    key = jax.random.fold_in(state.rng, state.step)
-    k_zg, k_mg, k_ng, k_zd, k_md, k_nd, k_gp, k_noise = jax.random.split(key, 8)
+    k_zg, k_mg, k_ng, k_zd, k_md, k_nd, k_gp, k_noise = self.step_keys(state, 8)
     noisy, noise_std = self.instance_noise(state, k_noise)
-    gen_params = self.group(state.params, 'gen')
-    disc_params = self.group(state.params, 'disc')
 
     def generator_objective(gen_params):
-      nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
-                  train=True, rng=k_ng, streams=('noise',))
+      nets = self.train_nets(state, gen_params, rng=k_ng, streams=('noise',))
       ws, _ = self._mixed_styles(nets, jax.random.normal(k_zg, (n, self.z_dim)), k_mg)
       fake = self._synthesize(nets, ws)
-      return losses.generator_loss(mode, nets('D', noisy(fake, 0)))
+      return losses.generator_loss(mode, nets('D', noisy(fake, 0))), None
 
-    loss_g, grads_g = jax.value_and_grad(generator_objective)(gen_params)
-    gen_params, opt_gen = self.update('gen', grads_g, state, gen_params)
+    gen = self.descend('gen', generator_objective, state)
 
     # D's fakes from the updated G, as the reference's Dmain phase follows Gmain.
-    g_nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
-                  train=True, rng=k_nd, streams=('noise',))
+    g_nets = self.train_nets(state, gen.params, rng=k_nd, streams=('noise',))
     ws, unmixed = self._mixed_styles(g_nets, jax.random.normal(k_zd, (n, self.z_dim)),
                                      k_md)
     fake = jax.lax.stop_gradient(self._synthesize(g_nets, ws))
@@ -181,29 +174,20 @@ class StyleGAN(GANTask):
     w_avg = w_mean + beta * (state.aux['w_avg'] - w_mean)
 
     def discriminator_objective(disc_params):
-      nets = Nets(self.modules, {**state.params, **disc_params}, state.batch_stats,
-                  train=True)
+      nets = self.train_nets(state, disc_params)
       loss, gp = self.discriminator_loss(nets, 'D', noisy(real, 1), noisy(fake, 2), k_gp)
       return loss, {} if gp is None else {'loss_gp': gp}
 
-    (loss_d, d_terms), grads_d = jax.value_and_grad(
-        discriminator_objective, has_aux=True)(disc_params)
-    disc_params, opt_disc = self.update('disc', grads_d, state, disc_params)
+    disc = self.descend('disc', discriminator_objective, state)
 
-    metrics = {'loss_G': loss_g, 'loss_D': loss_d, **d_terms,
-               **self.step_metrics(state, grads_g, grads_d, noise_std)}
-    new_state = state.replace(step=state.step + 1,
-                              params={**state.params, **gen_params, **disc_params},
-                              opt_state={**state.opt_state, 'gen': opt_gen,
-                                         'disc': opt_disc},
-                              aux={**state.aux, 'w_avg': w_avg})
-    return new_state, metrics
+    metrics = {'loss_G': gen.loss, 'loss_D': disc.loss, **disc.aux,
+               **self.step_metrics(state, (gen, disc), noise_std)}
+    return self.commit(state, gen, disc, aux={**state.aux, 'w_avg': w_avg}), metrics
 
   def penalty_inputs(self, state: GANState, batch, key):
     real, fake = batch['a'], None
     if self.penalty_needs_fakes:
-      nets = Nets(self.modules, state.params, state.batch_stats, train=True, rng=key,
-                  streams=('noise',))
+      nets = self.train_nets(state, rng=key, streams=('noise',))
       z = jax.random.normal(key, (real.shape[0], self.z_dim))
       fake = jax.lax.stop_gradient(self._synthesize(nets, self._mapping(nets, z)))
     return {'D': (real, fake)}
@@ -219,8 +203,7 @@ class StyleGAN(GANTask):
     pl_mean = state.aux['pl_mean']
 
     def objective(gen_params):
-      nets = Nets(self.modules, {**state.params, **gen_params}, state.batch_stats,
-                  train=True, rng=k_noise, streams=('noise',))
+      nets = self.train_nets(state, gen_params, rng=k_noise, streams=('noise',))
       ws, _ = self._mixed_styles(nets, jax.random.normal(k_z, (n, self.z_dim)), k_mix)
       image, pull_back = jax.vjp(lambda w: self._synthesize(nets, w), ws)
       height, width = image.shape[1:3]
@@ -232,14 +215,12 @@ class StyleGAN(GANTask):
       penalty = jnp.mean(jnp.square(lengths - mean))
       return penalty * c.pl_weight * c.pl_every, (penalty, mean)
 
-    params = self.group(state.params, 'gen')
-    (total, (penalty, mean)), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    params, opt = self.update('gen', grads, state, params)
-    new_state = state.replace(params={**state.params, **params},
-                              opt_state={**state.opt_state, 'gen': opt},
-                              aux={**state.aux, 'pl_mean': jax.lax.stop_gradient(mean)})
+    gen = self.descend('gen', objective, state)
+    penalty, mean = gen.aux
+    new_state = self.commit(state, gen, advance=False,
+                            aux={**state.aux, 'pl_mean': jax.lax.stop_gradient(mean)})
     return new_state, {'reg_pl_penalty': penalty, 'reg_pl_mean': mean,
-                       'reg_loss_G': total}
+                       'reg_loss_G': gen.loss}
 
   # -- inference --------------------------------------------------------------------
 
@@ -270,3 +251,6 @@ class StyleGAN(GANTask):
     """The fixed-noise grid: sample_size columns of sample_size images each."""
     del batch
     return self.grid_columns(self.decode(state, state.aux['sample_z']))
+
+
+TASK = StyleGAN
