@@ -28,6 +28,7 @@ import numpy as np
 from jaxgan import data, images
 from jaxgan.errors import JaxganError
 from jaxgan.metrics import feature_cache, features, fid, paired
+from jaxgan.models import cpu_conv
 from jaxgan.tasks.base import Sampler, Translator
 
 _CACHE_VERSION = 1  # bump when the features of the same key would change
@@ -74,8 +75,11 @@ class Evaluator:
     self.cache = None if cfg.cache_dir == 'none' else feature_cache.FeatureCache(
         cfg.cache_dir or None)
     self.predictors = task.predictors()
-    self._jitted = {name: jax.jit(p.fn, static_argnums=2 if isinstance(p, Sampler)
-                                  else ()) for name, p in self.predictors.items()}
+    # Traced for the devices the model runs on: the mesh, else the default device.
+    where = mesh if mesh is not None else jax.devices()[:1]
+    self._jitted = {name: cpu_conv.jit_placed(p.fn, where, static_argnums=2 if
+                                              isinstance(p, Sampler) else ())
+                    for name, p in self.predictors.items()}
     self._real: dict[str, np.ndarray] = {}
 
   def _limit(self, image_set) -> int:
