@@ -46,7 +46,6 @@ class Pix2Pix(GANTask):
                            f'real {direction[-1]}')
     self.modules = {
         'G': models.make_generator(m.generator, ngf=m.ngf, norm=m.norm,
-                                   in_channels=self.channels,
                                    out_channels=self.channels,
                                    use_dropout=m.use_dropout, dtype=self.dtype),
         'D': models.make_discriminator(m.discriminator, ndf=m.ndf, norm=m.norm,
