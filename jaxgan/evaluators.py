@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxgan import data, images
 from jaxgan.errors import JaxganError
-from jaxgan.metrics import feature_cache, features, fid, paired
+from jaxgan.metrics import feature_cache, features, feature_scores, paired
 from jaxgan.models import cpu_conv
 from jaxgan.tasks.base import Sampler, Translator
 
@@ -116,10 +116,10 @@ class Evaluator:
     return self._real[which]
 
   def _distances(self, fake: np.ndarray, real: np.ndarray, suffix: str) -> dict:
-    out = {f'fid{suffix}': fid.frechet_distance(*fid.statistics(fake),
-                                                *fid.statistics(real))}
+    out = {f'fid{suffix}': feature_scores.frechet_distance(
+        *feature_scores.statistics(fake), *feature_scores.statistics(real))}
     if self.kid:
-      mean, std = fid.kernel_inception_distance(fake, real)
+      mean, std = feature_scores.kernel_inception_distance(fake, real)
       out[f'kid{suffix}'], out[f'kid{suffix}_std'] = mean, std
     out[f'num_images{suffix}'] = float(len(fake))
     return out
