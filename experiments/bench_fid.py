@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from jaxgan import images
-from jaxgan.metrics import features, fid
+from jaxgan.metrics import features, feature_scores
 
 
 def _csv(text):
@@ -70,8 +70,9 @@ def main(argv):
   t0 = time.perf_counter()
   f_val = ex(left_halves('val'))['pool3']
   f_train = ex(left_halves('train'))['pool3']
-  value = fid.frechet_distance(*fid.statistics(f_val), *fid.statistics(f_train))
-  kid_mean, kid_std = fid.kernel_inception_distance(f_val, f_train)
+  value = feature_scores.frechet_distance(*feature_scores.statistics(f_val),
+                                          *feature_scores.statistics(f_train))
+  kid_mean, kid_std = feature_scores.kernel_inception_distance(f_val, f_train)
   print(f'maps left halves (aerial), first {args.num} of val vs first {args.num} of train '
         f'(sorted by number): FID {value:.2f}, KID {kid_mean:.5f} ± {kid_std:.5f} '
         f'({time.perf_counter() - t0:.0f} s)')

@@ -8,7 +8,8 @@ convolutions when the output is exactly s*H (every reference configuration); the
 alternative is `lax.conv_general_dilated` with lhs_dilation (cuDNN's backward-data
 convolution on GPU). Phases won on CPU at every size measured (BUILD_NOTES); this
 script measures the same choice on another backend (run by experiments/gpu_check.sh),
-so `layers.PHASE_SPLIT` can be set per backend from numbers. Prints a markdown table
+through `cpu_conv.jit_placed(..., phase_split=...)`, so the placement's phase split can
+be set per backend from numbers. Prints a markdown table
 (median ms over --steps after --warmup, compile excluded) and writes it to
 --out/convt_check.md when --out is given.
 """
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from jaxgan.models import layers  # noqa: E402
+from jaxgan.models import cpu_conv, layers  # noqa: E402
 
 # (name, in pixels a side, in channels, out channels, kernel, stride, padding,
 # output_padding): the ResNet generators' upsampling and the U-Net's.
@@ -53,16 +54,16 @@ def measure(name, size, cin, cout, k, s, p, op, batch, dtype, steps, warmup):
   params = module.init(jax.random.PRNGKey(1), x)
   row = {}
   outputs = {}
+  def loss(params, x):
+    return jnp.sum(jnp.square(module.apply(params, x).astype(jnp.float32)))
+
+  # Placed on the devices the input lives on, as the trainer places its steps.
   for split in (True, False):
-    layers.PHASE_SPLIT = split
-    try:
-      def loss(params, x):
-        return jnp.sum(jnp.square(module.apply(params, x).astype(jnp.float32)))
-      step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
-      outputs[split] = jax.jit(module.apply)(params, x)
-      row[split] = _time(step, params, x, steps=steps, warmup=warmup)
-    finally:
-      layers.PHASE_SPLIT = True
+    step = cpu_conv.jit_placed(jax.value_and_grad(loss, argnums=(0, 1)), x.sharding,
+                               phase_split=split)
+    outputs[split] = cpu_conv.jit_placed(module.apply, x.sharding,
+                                         phase_split=split)(params, x)
+    row[split] = _time(step, params, x, steps=steps, warmup=warmup)
   diff = float(jnp.max(jnp.abs(outputs[True].astype(jnp.float32)
                                - outputs[False].astype(jnp.float32))))
   scale = float(jnp.max(jnp.abs(outputs[False].astype(jnp.float32))))

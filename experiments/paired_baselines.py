@@ -21,8 +21,8 @@ import numpy as np
 
 from jaxgan import data
 from jaxgan.errors import JaxganError
-from jaxgan.evaluation import _rgb
-from jaxgan.metrics import features, fid, paired
+from jaxgan.evaluators import _rgb
+from jaxgan.metrics import features, feature_scores, paired
 
 
 # direction -> (input domain, target domain)
@@ -55,7 +55,7 @@ def main(argv):
 
   if args.fid:
     extractor = features.Extractor(features.load_variables(None), batch_size=50)
-    real_stats = fid.statistics(extractor(iter(_rgb(targets)))['pool3'])
+    real_stats = feature_scores.statistics(extractor(iter(_rgb(targets)))['pool3'])
   print(f'{args.source} {args.direction}, {len(targets)} test pairs at {args.size}²')
   print('| translator | L1 | PSNR dB | SSIM |' + (' FID |' if args.fid else ''))
   print('|---|---|---|---|' + ('---|' if args.fid else ''))
@@ -64,8 +64,8 @@ def main(argv):
               for k, v in paired.scores(_rgb(out), _rgb(targets)).items()}
     row = f'| {name} | {scores["l1"]:.4f} | {scores["psnr"]:.2f} | {scores["ssim"]:.4f} |'
     if args.fid:
-      fake_stats = fid.statistics(extractor(iter(_rgb(out)))['pool3'])
-      row += f' {fid.frechet_distance(*fake_stats, *real_stats):.1f} |'
+      fake_stats = feature_scores.statistics(extractor(iter(_rgb(out)))['pool3'])
+      row += f' {feature_scores.frechet_distance(*fake_stats, *real_stats):.1f} |'
     print(row)
 
 

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models import layers
+from jaxgan.models import cpu_conv, layers
 
 
 def timeit(fn, *args, n=10):
@@ -33,7 +33,8 @@ def fwd_bwd(module, x):
   def loss(p, x):
     return jnp.sum(module.apply(p, x) ** 2)
 
-  f = jax.jit(jax.grad(loss, argnums=(0, 1)))
+  # Traced for the devices x lives on, so a CPU run profiles the CPU formulations.
+  f = cpu_conv.jit_placed(jax.grad(loss, argnums=(0, 1)), x.sharding)
   compiled = f.lower(params, x).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

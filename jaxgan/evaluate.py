@@ -1,7 +1,7 @@
 """Evaluate a saved checkpoint on the test split:
 `python -m jaxgan.evaluate --workdir DIR [--step N] [--weights FILE]`.
 
-Writes `DIR/eval_STEP.json` with the task's scores (see `jaxgan.evaluation`: FID and
+Writes `DIR/eval_STEP.json` with the task's scores (see `jaxgan.evaluators`: FID and
 KID per direction, plus L1/PSNR/SSIM on paired data; FID of samples for DCGAN) and
 prints it. `--num-images 0` (the default) uses the whole test split.
 """
@@ -32,7 +32,7 @@ def main(argv):
   if args.num_images < 0:
     raise JaxganError(f'--num-images must be >= 0 (0: all), got {args.num_images}')
   cli.setup_logging()
-  from jaxgan import evaluation, runs
+  from jaxgan import evaluators, runs
   config, task, model, step = runs.restore_inference(Path(args.workdir), args.step)
   with config.unlocked():
     if args.weights:
@@ -40,7 +40,7 @@ def main(argv):
     if args.batch_size:
       config.eval.batch_size = args.batch_size
     config.eval.num_images = args.num_images
-  evaluator = evaluation.make_evaluator(task, runs.open_source(config), config,
+  evaluator = evaluators.make_evaluator(task, runs.open_source(config), config,
                                         num_images=config.eval.num_images)
   results = {'step': step, **evaluator(model)}
   out = Path(args.workdir) / f'eval_{step}.json'

@@ -53,7 +53,7 @@ def _features(path: Path, extractor, num_images: int) -> dict:
 def main(argv):
   args = parse_args(argv)
   cli.setup_logging()
-  from jaxgan.metrics import features, fid
+  from jaxgan.metrics import features, feature_scores
   paths = [Path(p) for p in args.path]
   is_stats = [p.suffix == '.npz' and not p.is_dir() for p in paths]
   if args.save_stats:
@@ -70,7 +70,8 @@ def main(argv):
                                    batch_size=args.batch_size)
   if args.save_stats:
     feats = _features(paths[0], extractor, args.num_images)
-    fid.save_statistics(paths[1], *fid.statistics(feats['pool3']))
+    feature_scores.save_statistics(paths[1],
+                                   *feature_scores.statistics(feats['pool3']))
     print(f'saved statistics of {len(feats["pool3"])} images to {paths[1]}')
     return
   if args.inception_score and not extractor.has_logits:
@@ -81,17 +82,18 @@ def main(argv):
   for p, saved in zip(paths, is_stats):
     if saved:
       feats.append(None)
-      stats.append(fid.load_statistics(p))
+      stats.append(feature_scores.load_statistics(p))
     else:
       f = _features(p, extractor, args.num_images)
       feats.append(f)
-      stats.append(fid.statistics(f['pool3']))
-  print(f'FID:  {fid.frechet_distance(*stats[0], *stats[1]):.6f}')
+      stats.append(feature_scores.statistics(f['pool3']))
+  print(f'FID:  {feature_scores.frechet_distance(*stats[0], *stats[1]):.6f}')
   if args.kid:
-    mean, std = fid.kernel_inception_distance(feats[0]['pool3'], feats[1]['pool3'])
+    mean, std = feature_scores.kernel_inception_distance(feats[0]['pool3'],
+                                                         feats[1]['pool3'])
     print(f'KID:  {mean:.6f} ± {std:.6f}')
   if args.inception_score:
-    mean, std = fid.inception_score(feats[0]['logits'])
+    mean, std = feature_scores.inception_score(feats[0]['logits'])
     print(f'IS:   {mean:.4f} ± {std:.4f}')
 
 

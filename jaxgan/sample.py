@@ -65,22 +65,28 @@ def _latents(sampler, seeds):
                     for s in seeds])
 
 
-def _images(sampler, model, seeds, psi, cutoff) -> np.ndarray:
+def _jit(fn, model, **jit_kwargs):
+  """`fn` jitted for the devices the restored weights live on (CPU: its conv
+  formulations; `cpu_conv.jit_placed`)."""
   import jax
+  from jaxgan.models import cpu_conv
+  return cpu_conv.jit_placed(fn, jax.tree.leaves(model)[0].sharding, **jit_kwargs)
+
+
+def _images(sampler, model, seeds, psi, cutoff) -> np.ndarray:
   z = _latents(sampler, seeds)
   if sampler.styles is None:
-    out = jax.jit(sampler.decode)(model, z)
+    out = _jit(sampler.decode, model)(model, z)
   else:
-    ws = jax.jit(sampler.styles, static_argnums=(2, 3))(model, z, psi, cutoff)
-    out = jax.jit(sampler.synthesize)(model, ws)
+    ws = _jit(sampler.styles, model, static_argnums=(2, 3))(model, z, psi, cutoff)
+    out = _jit(sampler.synthesize, model)(model, ws)
   return np.asarray(out)
 
 
 def _style_mix(sampler, model, rows, cols, psi, cutoff, layer) -> np.ndarray:
   """[1 + len(rows), 1 + len(cols)] figure cells as one grid image (uint8)."""
-  import jax
-  styles = jax.jit(sampler.styles, static_argnums=(2, 3))
-  synthesize = jax.jit(sampler.synthesize)
+  styles = _jit(sampler.styles, model, static_argnums=(2, 3))
+  synthesize = _jit(sampler.synthesize, model)
   w_rows = styles(model, _latents(sampler, rows), psi, cutoff)
   w_cols = styles(model, _latents(sampler, cols), psi, cutoff)
   coarse = np.arange(sampler.num_ws) < layer

@@ -79,6 +79,7 @@ def load_generator(workdir: Path, direction: str, step):
   """(function uint8 HWC -> uint8 HWC, restored step) for the run in `workdir`."""
   import jax
   from jaxgan import runs
+  from jaxgan.models import cpu_conv
   from jaxgan.tasks.base import Translator
   config, task, model, step = runs.restore_inference(workdir, step)
   translators = {n: p for n, p in task.predictors().items() if isinstance(p, Translator)}
@@ -89,7 +90,8 @@ def load_generator(workdir: Path, direction: str, step):
     raise JaxganError(f"direction '{direction}' is not one of "
                       f"{', '.join(translators)} for task {config.task}")
   predictor = translators[direction]
-  apply = jax.jit(predictor.fn)
+  # Traced for the devices the restored weights live on (CPU: its conv formulations).
+  apply = cpu_conv.jit_placed(predictor.fn, jax.tree.leaves(model)[0].sharding)
   multiple = predictor.size_multiple
 
   def translate(rgb: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgan import config as config_lib, evaluate, evaluation, images, runs, train
+from jaxgan import config as config_lib, evaluate, evaluators, images, runs, train
 from jaxgan.errors import JaxganError
 from jaxgan.tasks import make_task
 
@@ -33,7 +33,7 @@ def test_paired_scores_compare_each_output_with_its_own_target():
   task = make_task(c, steps_per_epoch=1)
   state = task.init_state(jax.random.PRNGKey(0))
   source = runs.open_source(c)
-  results = evaluation.make_evaluator(task, source, c, num_images=5)(state)
+  results = evaluators.make_evaluator(task, source, c, num_images=5)(state)
   assert set(results) == {'fid_BtoA', 'num_images_BtoA', 'l1_BtoA', 'psnr_BtoA',
                           'ssim_BtoA'}
   assert results['num_images_BtoA'] == 5 and np.isfinite(results['fid_BtoA'])
@@ -65,7 +65,7 @@ def test_dcgan_fid_of_samples_through_jaxgan_evaluate(tmp_path, capsys, caplog):
   _, task, state, _ = runs.restore_inference(tmp_path)
   caplog.set_level(logging.INFO)
   caplog.clear()
-  again = evaluation.make_evaluator(task, runs.open_source(c), c, num_images=6)(state)
+  again = evaluators.make_evaluator(task, runs.open_source(c), c, num_images=6)(state)
   assert again['fid'] == pytest.approx(results['fid'], rel=1e-6)
   # The 6 real test digits' features come from the cache `evaluate` filled.
   assert 'reusing cached real-image features 6x2048' in caplog.text

@@ -381,7 +381,7 @@ def test_sigterm_during_sampling_checkpoints_the_next_step(tmp_path, monkeypatch
 
 def test_sigterm_during_evaluation_checkpoints_the_next_step(tmp_path, monkeypatch):
   """Promise: SIGTERM while the evaluators run: the same clean stop."""
-  from jaxgan import evaluation
+  from jaxgan import evaluators
 
   def evaluator_that_gets_a_signal(*args, **kwargs):
     def evaluate(state):
@@ -389,7 +389,7 @@ def test_sigterm_during_evaluation_checkpoints_the_next_step(tmp_path, monkeypat
       return {'fid': 1.0}
     return evaluate
 
-  monkeypatch.setattr(evaluation, 'make_evaluator', evaluator_that_gets_a_signal)
+  monkeypatch.setattr(evaluators, 'make_evaluator', evaluator_that_gets_a_signal)
   state = _train(tmp_path, **{'train.num_steps': 100, 'train.checkpoint_every': 100,
                               'eval.every': 2})
   assert int(state.step) == 3 and _steps(tmp_path) == [3]

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from jaxgan.errors import JaxganError
-from jaxgan.metrics import fid
+from jaxgan.metrics import feature_scores
 
 
 def test_fid_of_a_set_with_itself_is_zero():
   f = np.random.default_rng(0).normal(size=(500, 16))
-  mu, sigma = fid.statistics(f)
-  assert abs(fid.frechet_distance(mu, sigma, mu, sigma)) < 1e-8
+  mu, sigma = feature_scores.statistics(f)
+  assert abs(feature_scores.frechet_distance(mu, sigma, mu, sigma)) < 1e-8
 
 
 def test_fid_closed_form_for_diagonal_gaussians():
@@ -20,7 +20,8 @@ def test_fid_closed_form_for_diagonal_gaussians():
   mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
   s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
   expected = 1 + 0 + 4 + (1 + 4 - 4) + (4 + 1 - 4) + (9 + 1 - 6)
-  assert fid.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected)
+  got = feature_scores.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2))
+  assert got == pytest.approx(expected)
 
 
 def test_fid_closed_form_full_covariance_from_samples():
@@ -29,11 +30,13 @@ def test_fid_closed_form_full_covariance_from_samples():
   sigma = a @ a.T + np.eye(4)
   mu1, mu2 = np.zeros(4), np.ones(4)
   # Same covariance: FID = |mu1 - mu2|^2 exactly (sqrt(sigma sigma) = sigma).
-  assert fid.frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(4.0, abs=1e-8)
+  got = feature_scores.frechet_distance(mu1, sigma, mu2, sigma)
+  assert got == pytest.approx(4.0, abs=1e-8)
   # Sampled: the estimate converges to the closed form 4 + tr(S + 4S - 2*2S) = 4 + tr(S).
   x = rng.multivariate_normal(mu1, sigma, size=200000)
   y = rng.multivariate_normal(mu2, 4 * sigma, size=200000)
-  got = fid.frechet_distance(*fid.statistics(x), *fid.statistics(y))
+  got = feature_scores.frechet_distance(*feature_scores.statistics(x),
+                                       *feature_scores.statistics(y))
   assert got == pytest.approx(4 + np.trace(sigma), rel=0.02)
 
 
@@ -41,16 +44,19 @@ def test_fid_singular_covariances_are_handled():
   rng = np.random.default_rng(2)
   f1 = rng.normal(size=(5, 32))  # rank 4 covariance in 32 dimensions
   f2 = rng.normal(size=(5, 32))
-  value = fid.frechet_distance(*fid.statistics(f1), *fid.statistics(f2))
+  value = feature_scores.frechet_distance(*feature_scores.statistics(f1),
+                                         *feature_scores.statistics(f2))
   assert np.isfinite(value) and value > 0
 
 
 def test_kid_zero_for_same_distribution_and_positive_otherwise():
   rng = np.random.default_rng(3)
   x, y = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))
-  mean, std = fid.kernel_inception_distance(x, y, num_subsets=20, subset_size=200)
+  mean, std = feature_scores.kernel_inception_distance(x, y, num_subsets=20,
+                                                       subset_size=200)
   assert abs(mean) < 3 * std + 1e-3
-  far = fid.kernel_inception_distance(x, y + 2.0, num_subsets=20, subset_size=200)[0]
+  far = feature_scores.kernel_inception_distance(x, y + 2.0, num_subsets=20,
+                                                 subset_size=200)[0]
   assert far > 10 * max(abs(mean), 1e-4)
 
 
@@ -59,37 +65,40 @@ def test_kid_hand_computed_single_subset():
   # within: (kxx offdiag 1+1 + kyy offdiag 1+1) / (2*1) = 2; cross mean = 1 -> 2 - 2 = 0
   # and with x = [1, 1], y = [0, 0]: within (8+8 + 1+1)/2 = 9, cross = 1 -> 7.
   x, y = np.array([[1.0], [1.0]]), np.array([[0.0], [0.0]])
-  mean, std = fid.kernel_inception_distance(y, x, num_subsets=3, subset_size=2)
+  mean, std = feature_scores.kernel_inception_distance(y, x, num_subsets=3,
+                                                       subset_size=2)
   assert mean == pytest.approx(7.0) and std == pytest.approx(0.0)
 
 
 def test_inception_score_known_distributions():
   # Uniform predictions: p(y|x) = p(y) -> KL 0 -> IS 1.
-  assert fid.inception_score(np.zeros((100, 1008)))[0] == pytest.approx(1.0)
+  uniform = feature_scores.inception_score(np.zeros((100, 1008)))[0]
+  assert uniform == pytest.approx(1.0)
   # Confident, evenly spread over K classes within every split -> IS = K.
   k = 8
   logits = np.full((10 * k * 3, 1008), -1e4)
   logits[np.arange(logits.shape[0]), np.arange(logits.shape[0]) % k] = 0.0
-  mean, std = fid.inception_score(logits)
+  mean, std = feature_scores.inception_score(logits)
   assert mean == pytest.approx(k, rel=1e-6) and std == pytest.approx(0.0, abs=1e-6)
   # Two classes with p = (0.9, 0.1) and (0.1, 0.9), half each: KL = 0.9 ln 1.8 + 0.1 ln 0.2.
   logits = np.full((20, 1008), -1e4)
   logits[:, :2] = np.log([0.9, 0.1])
   logits[1::2, :2] = np.log([0.1, 0.9])
   expected = math.exp(0.9 * math.log(1.8) + 0.1 * math.log(0.2))
-  assert fid.inception_score(logits)[0] == pytest.approx(expected, rel=1e-6)
+  got = feature_scores.inception_score(logits)[0]
+  assert got == pytest.approx(expected, rel=1e-6)
   with pytest.raises(JaxganError, match='at least 10 images'):
-    fid.inception_score(np.zeros((5, 1008)))
+    feature_scores.inception_score(np.zeros((5, 1008)))
 
 
 def test_statistics_round_trip(tmp_path):
   mu, sigma = np.arange(3.0), np.eye(3)
-  fid.save_statistics(tmp_path / 's.npz', mu, sigma)
-  mu2, sigma2 = fid.load_statistics(tmp_path / 's.npz')
+  feature_scores.save_statistics(tmp_path / 's.npz', mu, sigma)
+  mu2, sigma2 = feature_scores.load_statistics(tmp_path / 's.npz')
   np.testing.assert_array_equal(mu, mu2)
   np.testing.assert_array_equal(sigma, sigma2)
   with pytest.raises(JaxganError, match='not found'):
-    fid.load_statistics(tmp_path / 'none.npz')
+    feature_scores.load_statistics(tmp_path / 'none.npz')
   np.savez(tmp_path / 'bad.npz', x=1)
   with pytest.raises(JaxganError, match='mu and sigma'):
-    fid.load_statistics(tmp_path / 'bad.npz')
+    feature_scores.load_statistics(tmp_path / 'bad.npz')

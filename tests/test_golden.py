@@ -15,7 +15,7 @@ optimizer moves these by far more. One metric is looser: CycleGAN's generator
 gradient norm is discontinuous at float32 rounding level here (an element of an L1
 term sits at its kink): scaling the output conv's values by (1 + 2e-7·noise) moves
 it from 150.6666 to 150.6895 at step 0 (1.5e-4), and a computation of the same
-convolution with other rounding (convgrad's 'narrow' formulation, equal to XLA's in
+convolution with other rounding (cpu_conv's 'narrow' formulation, equal to XLA's in
 float64) lands on that other value. Adam's first update is ±lr per element
 whatever the gradient's size, so every step-1 metric then moves (by up to 4e-3, and
 the parameter sums by 7e-6). CycleGAN's step 0 stays at 1e-5 except that one norm.

@@ -407,18 +407,21 @@ def test_count_params():
         'narrow-padded', 'narrow-cropping', 'narrow-to-1', 'gemm-3x3', 'gemm-strided',
         'xla-middle', 'xla-small'])
 def test_cpu_conv_formulations_equal_xla(x_shape, w_shape, stride, padding, method):
-  """The CPU formulations of jaxgan.models.convgrad give XLA's convolution: the
+  """The CPU formulations of jaxgan.models.cpu_conv give XLA's convolution: the
   output, and both inputs' gradients of a nonlinear function of it."""
   from jax import lax
-  from jaxgan.models import convgrad
-  assert convgrad.plan(x_shape, w_shape, stride, padding) == method
+  from jaxgan.models import cpu_conv
+  assert cpu_conv.plan(x_shape, w_shape, stride, padding) == method
   x = jax.random.normal(jax.random.PRNGKey(0), x_shape)
   # Unit-variance outputs, so sin() of them is not dominated by float32 rounding.
   fan_in = w_shape[0] * w_shape[1] * w_shape[2]
   w = jax.random.normal(jax.random.PRNGKey(1), w_shape) / np.sqrt(fan_in)
 
   def ours(x, w):
-    return convgrad.conv2d(x, w, stride, padding)
+    # Eager calls trace op by op: the placement is read inside the context.
+    with cpu_conv.placement('cpu'):
+      assert cpu_conv.formulation(x.shape, w.shape, stride, padding) == method
+      return cpu_conv.conv2d(x, w, stride, padding)
 
   def xla(x, w):
     return lax.conv_general_dilated(x, w, (stride, stride), padding,
@@ -433,3 +436,66 @@ def test_cpu_conv_formulations_equal_xla(x_shape, w_shape, stride, padding, meth
   for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(xla), (0, 1))(x, w)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
                                atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def _primitives(fn, *args):
+  """The primitive names in fn's jaxpr, nested jaxprs (jit, custom_vjp) included."""
+  return str(jax.make_jaxpr(fn)(*args))
+
+
+def test_cpu_conv_placement_chooses_the_formulation():
+  """The placement the computation is traced under, not the process's backend, picks
+  the convolution: placed on CPU, a layer above the size floor (ResNet's 7x7 ->3
+  output conv, 'narrow') is a GEMM; unplaced or placed on a GPU it is XLA's conv."""
+  from jaxgan.models import cpu_conv
+  module = layers.conv(3, 7, use_bias=False)
+  x = jnp.zeros((1, 70, 70, 8))
+  params = jax.eval_shape(lambda: module.init(_key(0), x))
+  assert cpu_conv.plan(x.shape, (7, 7, 8, 3), 1, ((0, 0), (0, 0))) == 'narrow'
+
+  on_cpu = _primitives(cpu_conv.jit_placed(module.apply, 'cpu'), params, x)
+  assert 'conv_general_dilated' not in on_cpu and 'dot_general' in on_cpu
+  with cpu_conv.placement(jax.devices('cpu')):
+    assert 'conv_general_dilated' not in _primitives(module.apply, params, x)
+    assert cpu_conv.formulation(x.shape, (7, 7, 8, 3), 1, ((0, 0), (0, 0))) == 'narrow'
+  for unplaced in (jax.jit(module.apply), cpu_conv.jit_placed(module.apply, 'gpu'),
+                   cpu_conv.jit_placed(module.apply, None)):
+    jaxpr = _primitives(unplaced, params, x)
+    assert 'conv_general_dilated' in jaxpr and 'dot_general' not in jaxpr
+  assert cpu_conv.formulation(x.shape, (7, 7, 8, 3), 1, ((0, 0), (0, 0))) == 'xla'
+  with cpu_conv.placement('cuda'):
+    assert cpu_conv.formulation(x.shape, (7, 7, 8, 3), 1, ((0, 0), (0, 0))) == 'xla'
+  assert cpu_conv.current() == cpu_conv.Placement()  # every context was left
+
+
+def test_placement_chooses_the_transposed_conv_phase_split():
+  """ConvTranspose as phases (on by default, placed or not) or, with phase_split=False,
+  as XLA's conv over the stride-dilated input; both give the same output."""
+  from jaxgan.models import cpu_conv
+  module = layers.conv_transpose(4, 3, 2, 1, 1, use_bias=False)
+  x = _rand((1, 6, 6, 5))
+  params = module.init(_key(0), x)
+  dilated = 'lhs_dilation=(2, 2)'
+  assert dilated not in _primitives(jax.jit(module.apply), params, x)
+  assert dilated not in _primitives(cpu_conv.jit_placed(module.apply, 'gpu'), params, x)
+  split = cpu_conv.jit_placed(module.apply, 'cpu', phase_split=True)
+  whole = cpu_conv.jit_placed(module.apply, 'cpu', phase_split=False)
+  assert dilated not in _primitives(split, params, x)
+  assert dilated in _primitives(whole, params, x)
+  with cpu_conv.placement('gpu', phase_split=False):
+    assert dilated in _primitives(module.apply, params, x)
+  np.testing.assert_allclose(np.asarray(split(params, x)), np.asarray(whole(params, x)),
+                             rtol=0, atol=1e-5)
+
+
+def test_placement_platform_of_devices_mesh_and_sharding():
+  from jaxgan.models import cpu_conv
+  devices = jax.devices('cpu')
+  mesh = jax.sharding.Mesh(np.array(devices), ('data',))
+  assert cpu_conv.platform_of(devices[0]) == 'cpu'
+  assert cpu_conv.platform_of(devices) == 'cpu'
+  assert cpu_conv.platform_of(mesh) == 'cpu'
+  assert cpu_conv.platform_of(jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec())) == 'cpu'
+  assert cpu_conv.platform_of('CUDA') == 'gpu'
+  assert cpu_conv.platform_of(None) is None

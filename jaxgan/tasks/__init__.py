@@ -2,7 +2,7 @@
 
 A task is one GAN: its networks, its pure step functions and its predictors. `Task`
 below lists every member the loop (`jaxgan.train`, `jaxgan.runs`), the evaluators
-(`jaxgan.evaluation`) and the command-line tools use; nothing else of a task is read
+(`jaxgan.evaluators`) and the command-line tools use; nothing else of a task is read
 outside its module. `jaxgan.tasks.base.GANTask` implements the shared part (optimizer
 groups, EMA, gradient penalties, lazy steps, stability knobs), so a new GAN adds its
 module here (named as its `config.task`, with `TASK = <its class>`), its config in

@@ -36,7 +36,8 @@ class CycleGAN(GANTask):
     super().__init__(config, steps_per_epoch)
     m, loss_cfg = config.model, config.loss
     generator = models.make_generator(
-        m.generator, ngf=m.ngf, norm=m.norm, out_channels=self.channels, use_dropout=m.use_dropout, dtype=self.dtype)
+        m.generator, ngf=m.ngf, norm=m.norm,
+        out_channels=self.channels, use_dropout=m.use_dropout, dtype=self.dtype)
     discriminator = models.make_discriminator(
         m.discriminator, ndf=m.ndf, norm=m.norm, n_layers=m.n_layers, dtype=self.dtype)
     self.modules = {'G': generator, 'F': generator,

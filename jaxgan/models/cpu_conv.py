@@ -14,7 +14,7 @@ CycleGAN step; BUILD_NOTES "CPU speed against the PyTorch baseline"):
   * layers with few output pixels and large kernels (U-Net's inner layers at batch 1),
     where re-laying out the kernel cost more than the arithmetic.
 
-On CPU, `conv2d` picks per layer, from the shapes alone (`plan`):
+Placed on CPU (`placement`), `conv2d` picks per layer, from the shapes alone (`plan`):
 
   * 'narrow' (stride 1, K²·O <= _NARROW_MAX_WIDTH, i.e. few output channels): one GEMM
     of the padded input with all K² taps at once, [N·P·Q, C] x [C, K²·O], then the K²
@@ -33,12 +33,29 @@ On CPU, `conv2d` picks per layer, from the shapes alone (`plan`):
 In 'taps' and 'xla', an unpadded stride-1 conv with at least _SAME_CROP_MIN_POSITIONS
 output pixels is computed as the zero-padded conv, cropped (`_forward`).
 
-Other backends (GPU, TPU) always keep XLA's convolution (cuDNN is fast there), so a
-CPU formulation never slows them. Results equal XLA's up to float rounding
+Which convolution runs is decided by where the computation is placed, not by
+`jax.default_backend()` (a process can hold CPU and GPU devices, and a mesh of CPU
+devices can be traced in a process whose default backend is a GPU): `placement(target)`
+sets, for the code traced inside it, the platform of `target` (a platform name, a
+device, devices, a mesh or a sharding) and whether transposed convolutions are split
+into phases (`layers.ConvTranspose`). `jit_placed(fn, target, **jit_kwargs)` is
+`jax.jit` of `fn` traced under `target`'s placement; use it at every jit site whose
+computation runs convolutions. With no placement set, and on any other platform (GPU,
+TPU: cuDNN is fast there), `conv2d` is XLA's convolution: the safe choice anywhere.
+
+The phase split is on by default, on every platform: it is exact (the same sums as the
+dilated convolution), it was what every backend ran before the switch existed, and on
+CPU it was faster at every size measured (BUILD_NOTES); `experiments/convt_check.py`
+measures it against XLA's dilated conv on the backend at hand, through
+`placement(..., phase_split=...)`. Results equal XLA's up to float rounding
 (tests/test_models.py).
 """
 
+import contextlib
+import contextvars
+import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +84,90 @@ _GEMM_MAX_POSITIONS = 256
 # 256² CycleGAN step 13.9 -> 10.1 s; from 256 / 1024 on, the 64² step 5% slower and the
 # 128² one unchanged.
 _SAME_CROP_MIN_POSITIONS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+  """Where the traced computation runs, as far as the convolutions care.
+
+  platform: 'cpu', 'gpu', 'tpu', ... or None (not known: XLA's convolution).
+  phase_split: transposed convs as s*s phase convolutions (True) or as XLA's conv over
+  the stride-dilated input (False); see `layers.ConvTranspose`.
+  """
+  platform: str | None = None
+  phase_split: bool = True
+
+
+# A context variable rather than a module global: it is scoped to the `with` block (and
+# to its thread / async task), so setting it for one trace changes no other.
+_PLACEMENT = contextvars.ContextVar('jaxgan_cpu_conv_placement', default=Placement())
+
+
+def current() -> Placement:
+  """The placement code traced now sees (the default: platform unknown, phases on)."""
+  return _PLACEMENT.get()
+
+
+def platform_of(target: Any) -> str | None:
+  """The platform of a placement target: a platform name ('cpu', 'gpu', 'cuda', ...),
+  a `jax.Device`, an iterable of devices, a `jax.sharding.Mesh` or a `Sharding`; None
+  stays None. Devices of several platforms are an error: one trace runs on one."""
+  if target is None:
+    return None
+  if isinstance(target, str):
+    name = target.lower()
+    return 'gpu' if name in ('cuda', 'rocm') else name
+  if isinstance(target, jax.sharding.Mesh):
+    devices = list(target.devices.flat)
+  elif isinstance(target, jax.sharding.Sharding):
+    devices = list(target.device_set)
+  elif isinstance(target, jax.Device):
+    devices = [target]
+  else:
+    devices = list(target)
+  platforms = {platform_of(d.platform) for d in devices}
+  if len(platforms) != 1:
+    raise ValueError(f'a placement needs devices of one platform, got '
+                     f'{sorted(platforms)}')
+  return platforms.pop()
+
+
+def _resolve(target, phase_split) -> Placement:
+  default = Placement()
+  return Placement(platform_of(target),
+                   default.phase_split if phase_split is None else bool(phase_split))
+
+
+@contextlib.contextmanager
+def placement(target, phase_split: bool | None = None):
+  """Code traced inside computes its convolutions for `target`'s platform (see
+  `platform_of`); `phase_split` None keeps the default (on).
+
+  Only tracing reads it: a function jitted outside and first called inside is traced
+  inside, but jax caches the trace, so a later call under another placement reuses
+  it. `jit_placed` binds the placement to the function and has no such trap.
+  """
+  token = _PLACEMENT.set(_resolve(target, phase_split))
+  try:
+    yield
+  finally:
+    _PLACEMENT.reset(token)
+
+
+def jit_placed(fn, target, *, phase_split: bool | None = None, **jit_kwargs):
+  """`jax.jit(fn, **jit_kwargs)`, with `fn` traced under `placement(target,
+  phase_split)`: pass the mesh, sharding or devices the computation runs on."""
+  fixed = _resolve(target, phase_split)
+
+  @functools.wraps(fn)
+  def placed(*args, **kwargs):
+    token = _PLACEMENT.set(fixed)
+    try:
+      return fn(*args, **kwargs)
+    finally:
+      _PLACEMENT.reset(token)
+
+  return jax.jit(placed, **jit_kwargs)
 
 
 def _plain(x, w, stride, padding):
@@ -210,11 +311,20 @@ def _conv_taps_bwd(stride, padding, residuals, g):
 _conv_taps.defvjp(_conv_taps_fwd, _conv_taps_bwd)
 
 
+def formulation(x_shape, w_shape, stride, padding) -> str:
+  """The formulation `conv2d` uses for this layer under the current placement: `plan`'s
+  when placed on CPU, else 'xla' (XLA's convolution, no SAME+crop either)."""
+  if current().platform != 'cpu':
+    return 'xla'
+  return plan(x_shape, w_shape, stride, tuple((int(lo), int(hi)) for lo, hi in padding))
+
+
 def conv2d(x, w, stride: int, padding) -> jax.Array:
-  """NHWC x HWIO convolution, `padding` ((lo, hi), (lo, hi)) (negative crops); on CPU
-  in the formulation `plan` picks for the shapes."""
+  """NHWC x HWIO convolution, `padding` ((lo, hi), (lo, hi)) (negative crops); placed
+  on CPU, in the formulation `plan` picks for the shapes. Reads the placement when
+  traced (`placement`, `jit_placed`)."""
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  if jax.default_backend() != 'cpu':
+  if current().platform != 'cpu':
     return _plain(x, w, stride, padding)
   method = plan(x.shape, w.shape, stride, padding)
   if method == 'narrow':
