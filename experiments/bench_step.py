@@ -35,7 +35,6 @@ import numpy as np
 
 
 from jaxgan import config as config_lib, runs, sharding
-from jaxgan.models import cpu_conv
 from jaxgan.tasks import make_task
 
 
@@ -79,13 +78,6 @@ def bench_one(base, size, batch, dtype, steps, warmup):
   config.data.batch_size = batch
   config.dtype = dtype
   mesh = sharding.make_mesh()
-  # runs.Trainer's jits trace lazily (trainer.init, step.lower below): inside this
-  # placement they trace for the mesh's platform (CPU: its conv formulations).
-  with cpu_conv.placement(mesh):
-    return _bench_placed(config, mesh, batch, size, dtype, steps, warmup)
-
-
-def _bench_placed(config, mesh, batch, size, dtype, steps, warmup):
   task = make_task(config, steps_per_epoch=1000)
   trainer = runs.CompiledSteps(task, config, mesh)
   state = trainer.init()

@@ -18,6 +18,7 @@ import numpy as np
 from jaxgan import checkpointing, sharding
 from jaxgan.configs import common
 from jaxgan.errors import JaxganError
+from jaxgan.models import cpu_conv
 from jaxgan.state import INFERENCE_FIELDS, GANState, InferenceState
 from jaxgan.tasks import Task, make_task
 from jaxgan.workdir import read_config
@@ -109,7 +110,9 @@ def state_layout(task, config, mesh):
 
 class CompiledSteps:
   """Owns the jit wiring of a task on a mesh: `init` and each step function, jitted
-  once with the state's shardings (state donated) and the batch split on `data`.
+  once with the state's shardings (state donated) and the batch split on `data`,
+  traced for the mesh's platform (`cpu_conv.jit_placed`: on CPU its convolution
+  formulations, elsewhere XLA's own).
 
   `run(state, batch, step)` is one training iteration that starts at `step`: every
   step function due at it (interval divides step), in the task's order."""
@@ -119,15 +122,15 @@ class CompiledSteps:
     self.abstract, self.state_shardings = state_layout(task, config, mesh)
     self.batch_sharding = sharding.batch_sharded(mesh)
     replicated = sharding.replicated(mesh)
-    self._init = jax.jit(task.init_state, out_shardings=self.state_shardings)
+    self._init = cpu_conv.jit_placed(task.init_state, mesh,
+                                     out_shardings=self.state_shardings)
     self.steps = {}
     for name, (fn, every) in task.step_functions().items():
       if every < 1:
         raise JaxganError(f'step function {name!r} has interval {every}; must be >= 1')
-      self.steps[name] = (jax.jit(fn, in_shardings=(self.state_shardings,
-                                                    self.batch_sharding),
-                                  out_shardings=(self.state_shardings, replicated),
-                                  donate_argnums=0), every)
+      self.steps[name] = (cpu_conv.jit_placed(
+          fn, mesh, in_shardings=(self.state_shardings, self.batch_sharding),
+          out_shardings=(self.state_shardings, replicated), donate_argnums=0), every)
     if self.steps.get('main', (None, 0))[1] != 1:
       raise JaxganError(f'task {config.task} must export a step "main" run every step')
 

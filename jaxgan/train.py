@@ -23,6 +23,7 @@ from jaxgan import checkpointing, config as config_lib, images, runs, sharding
 from jaxgan import workdir as workdir_lib
 from jaxgan.cli import StopRequest
 from jaxgan.errors import JaxganError
+from jaxgan.models import cpu_conv
 
 
 class _MetricLog:
@@ -241,17 +242,17 @@ def _loop(config, workdir, stop, ckpt, trainer, task, source, stream, state,
 
   fixed = jax.device_put(runs.sample_batch(config, source, task.data_mode),
                          sharding.replicated(mesh))
-  sample_fn = jax.jit(task.sample)
+  sample_fn = cpu_conv.jit_placed(task.sample, mesh)
 
   evaluator = best = None
   if config.eval.every:
-    from jaxgan import evaluation  # loads the Inception weights: only when asked for
+    from jaxgan import evaluators  # loads the Inception weights: only when asked for
     try:
-      evaluator = evaluation.make_evaluator(task, source, config,
+      evaluator = evaluators.make_evaluator(task, source, config,
                                             num_images=config.eval.num_images, mesh=mesh)
     except JaxganError as e:
       raise JaxganError(f'{e}; or train without FID: --config.eval.every=0') from None
-    best = evaluation.BestScores(workdir)
+    best = evaluators.BestScores(workdir)
   startup_point(f'preparing samples and evaluation (step {start_step})')
 
   writer = metric_writers.create_default_writer(str(workdir), just_logging=not is_main)

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgan import config as config_lib
+from jaxgan import config as config_lib, runs, sharding
 from jaxgan.tasks import make_task
 
 from conftest import random_batch
@@ -74,16 +74,13 @@ TOLERANCE = {('cyclegan:smoke', 0, 'grad_norm_gen'): 1e-3,
 @pytest.mark.parametrize('experiment', sorted(GOLDEN))
 def test_two_steps_match_the_pre_refactor_numbers(experiment):
   c = config_lib.get_experiment(experiment)
-  task = make_task(c, steps_per_epoch=10)
-  state = task.init_state(jax.random.PRNGKey(c.seed))
-  steps = {name: (jax.jit(fn), every) for name, (fn, every) in task.step_functions().items()}
+  # The loop's own wiring on one CPU device: init from the config's seed, every step
+  # function due at the iteration, jitted for the CPU (its conv formulations).
+  trainer = runs.CompiledSteps(make_task(c, steps_per_epoch=10), c, sharding.make_mesh(1))
+  state = trainer.init()
   history, param_sums = GOLDEN[experiment]
   for i, expected in enumerate(history):
-    metrics = {}
-    for fn, every in steps.values():
-      if i % every == 0:
-        state, m = fn(state, random_batch(c, 100 + i))
-        metrics.update(m)
+    state, metrics = trainer.run(state, trainer.put(random_batch(c, 100 + i)), i)
     for k, want in expected.items():
       rel = TOLERANCE.get((experiment, i, k), TOLERANCE.get((experiment, i), 1e-5))
       assert float(metrics[k]) == pytest.approx(want, rel=rel), (i, k, float(metrics[k]))
