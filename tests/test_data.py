@@ -43,7 +43,7 @@ def test_spec_forms_and_errors(folder, tmp_path):
       '0.png', '1.png', '2.png', '3.png', '4.png', 'sub/x.jpg']
   for bad in ('magic', 'folder:', 'tfds', 'synthetic:3'):
     with pytest.raises(JaxganError, match='expected folder:PATH, aligned:PATH, '
-                       'tfds:NAME, mnist:PATH or synthetic') as info:
+                       'tfds:NAME, mnist:PATH, colour_mnist:PATH or synthetic') as info:
       data.load_source(bad, seed=0, image_size=16)
     assert '\n' not in str(info.value)
   with pytest.raises(JaxganError, match="unknown data source 'magic'"):
@@ -452,3 +452,49 @@ def test_mnist_source():
 def test_mnist_missing_folder_is_one_line(tmp_path):
   with pytest.raises(JaxganError, match='does not exist'):
     data.load_source(f'mnist:{tmp_path}/nope', seed=0, image_size=32)
+
+
+def _tiny_mnist(root, n_train=10, n_test=4):
+  """MNIST's four IDX files with random digits (28x28 uint8), written by hand."""
+  import struct
+  rng = np.random.default_rng(0)
+  root.mkdir(parents=True, exist_ok=True)
+  for prefix, n in (('train', n_train), ('t10k', n_test)):
+    pixels = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    (root / f'{prefix}-images-idx3-ubyte').write_bytes(
+        struct.pack('>BBBBIII', 0, 0, 8, 3, n, 28, 28) + pixels.tobytes())
+    (root / f'{prefix}-labels-idx1-ubyte').write_bytes(
+        struct.pack('>BBBBI', 0, 0, 8, 1, n) + bytes(n))
+  return root
+
+
+def test_colour_mnist_source_by_hand(tmp_path):
+  from jaxgan.data import colour_mnist, idx
+  root = _tiny_mnist(tmp_path / 'mnist')
+  src = data.load_source(f'colour_mnist:{root}', seed=3, image_size=32)
+  digits, _ = idx.load_mnist(root, 'train')
+  train = src.domains('train')
+  assert not train.paired and (len(train.a), len(train.b)) == (5, 5)
+  idx_a, idx_b = colour_mnist.halves(3, 10)
+  assert set(idx_a).isdisjoint(idx_b) and sorted([*idx_a, *idx_b]) == list(range(10))
+  # A: the gray digit in all three channels.
+  for i, k in enumerate(idx_a):
+    a = train.a.numpy(i)
+    assert a.shape == (28, 28, 3) and (a == digits[k][..., None]).all()
+  # B: bg (1 - x) + fg x per pixel, by hand, with palettes of contrast >= 0.5.
+  fg, bg = colour_mnist.palettes(3, 'train', 5)
+  assert (np.linalg.norm(fg - bg, axis=1) >= 0.5).all()
+  for i, k in enumerate(idx_b):
+    x = digits[k].astype(np.float64)[..., None] / 255.0
+    want = np.clip(np.rint((bg[i] * (1 - x) + fg[i] * x) * 255), 0, 255)
+    np.testing.assert_array_equal(train.b.numpy(i), want.astype(np.uint8))
+  # Seeded: the same seed gives the same images, another seed other palettes.
+  again = data.load_source(f'colour_mnist:{root}', seed=3, image_size=32)
+  np.testing.assert_array_equal(again.domains('train').b.numpy(0), train.b.numpy(0))
+  other = data.load_source(f'colour_mnist:{root}', seed=4, image_size=32)
+  assert not np.array_equal(other.domains('test').b.numpy(0), src.domains('test').b.numpy(0))
+  test = src.domains('test')
+  assert (len(test.a), len(test.b)) == (4, 4)
+  (batch,) = _take(_stream(train, global_batch=2, load_size=32, image_size=32,
+                           flip=False, channels=3), 1)
+  assert batch['a'].shape == batch['b'].shape == (2, 32, 32, 3)

@@ -8,6 +8,8 @@ each give two `ImageSet`s (domain A and domain B):
   tfds:NAME     a prepared tensorflow-datasets builder: with trainA/trainB/testA/testB
                 splits (two domains), or train/test (one domain, e.g. tfds:mnist)
   mnist:PATH    MNIST's four IDX files (optionally .gz) in PATH: one domain, grayscale
+  colour_mnist:PATH  the same files as two unpaired RGB domains: A gray digits, B
+                digits in a random palette per image (`jaxgan.data.colour_mnist`)
   synthetic     procedurally generated pairs (`jaxgan.data.synthetic`)
 
 Unconditional GANs use one domain: a one-domain source's splits have no B (`Domains.b`
@@ -45,7 +47,8 @@ log = logging.getLogger(__name__)
 DECODE_PIL, DECODE_TF_JPEG, DECODE_TF_IMAGE = 0, 1, 2
 
 SPLITS = ('train', 'test')
-SPEC_FORMS = 'folder:PATH, aligned:PATH, tfds:NAME, mnist:PATH or synthetic'
+SPEC_FORMS = ('folder:PATH, aligned:PATH, tfds:NAME, mnist:PATH, colour_mnist:PATH or '
+              'synthetic')
 DATA_MODES = ('unpaired', 'paired', 'single')
 _MAX_NAMES_IN_WARNING = 5
 
@@ -477,6 +480,29 @@ class MnistSource(Source):
     return Domains(self._sets[split], None, paired=False)
 
 
+class ColourMnistSource(Source):
+  """MNIST as two unpaired RGB domains with known palettes (`colour_mnist`), seeded."""
+
+  paired = False
+
+  def __init__(self, name: str, root: str, *, seed: int):
+    from jaxgan.data import colour_mnist, idx  # pylint: disable=g-import-not-at-top
+    self.name = name
+    self._domains = {}
+    for split in SPLITS:
+      digits, _ = idx.load_mnist(root, split)
+      a, b, _, _ = colour_mnist.domains(digits, seed, split)
+      self._domains[split] = Domains(ArrayImageSet(f'{name}/{split}A', a),
+                                     ArrayImageSet(f'{name}/{split}B', b), paired=False)
+
+  def has_split(self, split):
+    return split in self._domains
+
+  def domains(self, split):
+    _check_split(split)
+    return self._domains[split]
+
+
 class SyntheticSource(Source):
   """Generated pairs with an exactly known A -> B map (see `synthetic`)."""
 
@@ -504,7 +530,7 @@ def load_source(spec: str, *, seed: int, image_size: int, synthetic_size: int = 
 
   Args:
     spec: the source string, e.g. 'folder:/data/horse2zebra' or 'synthetic'.
-    seed: seeds the synthetic images.
+    seed: seeds the synthetic images and colour_mnist's halves and palettes.
     image_size: the size tfds and synthetic images are materialised at (the training
       load size); file-based images keep their own size.
     synthetic_size: synthetic images per domain in 'train' ('test' gets a quarter,
@@ -521,11 +547,13 @@ def load_source(spec: str, *, seed: int, image_size: int, synthetic_size: int = 
       raise JaxganError(f'synthetic: need synthetic_size >= 1 and image_size >= 1, got '
                         f'{synthetic_size} and {image_size}')
     return SyntheticSource(spec, seed=seed, size=image_size, n_train=synthetic_size)
-  if sep and arg and kind in ('folder', 'aligned', 'mnist'):
+  if sep and arg and kind in ('folder', 'aligned', 'mnist', 'colour_mnist'):
     root = os.path.expanduser(arg)
     if not os.path.isdir(root):
       what = 'is not a folder' if os.path.exists(root) else 'does not exist'
       raise JaxganError(f'{spec}: data folder {root} {what}')
+    if kind == 'colour_mnist':
+      return ColourMnistSource(spec, root, seed=seed)
     cls = {'folder': FolderSource, 'aligned': AlignedSource, 'mnist': MnistSource}[kind]
     return cls(spec, root)
   if sep and arg and kind == 'tfds':
