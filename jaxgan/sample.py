@@ -1,7 +1,9 @@
 """Images from an unconditional GAN's checkpoint (StyleGAN, DCGAN):
 `python -m jaxgan.sample --workdir DIR --seeds 0-63 [--psi 0.7]
 [--truncation-cutoff N] --output grid.png|DIR/ [--step N]`, or the style-mixing
-figure with `--style-mix ROW_SEEDS COL_SEEDS [--mix-layer K]`.
+figure with `--style-mix ROW_SEEDS COL_SEEDS [--mix-layer K]`; and the style grid of
+a style-controlled translator (MUNIT) with `--style-grid INPUTS [--num-styles 8]
+[--style-seed K] [--interpolate] [--direction AtoB]`.
 
 Seed s draws z = N(0, I) from `jax.random.PRNGKey(s)`, so an image depends only on
 the checkpoint and its seed (not on which other seeds are drawn). `--output` ending in
@@ -12,6 +14,12 @@ grid. The EMA generator is used when the run keeps one. Truncation (`--psi`,
 Style mixing: row i of the figure takes its coarse styles (layers below K, default
 num_ws // 2) from ROW_SEEDS[i] and its fine styles from each column's seed; the
 top row shows the column seeds' own images, the left column the row seeds'.
+
+Style grid: one row per input image (a file or the first `--max-rows` images of a
+folder, resized to the training resolution), its first column the input, then one
+column per style: `--num-styles` random styles drawn with `PRNGKey(--style-seed)`,
+the same style down a column; with `--interpolate` the columns go linearly from the
+first of those styles to the second (a style-interpolation strip).
 """
 
 import argparse
@@ -52,6 +60,16 @@ def parse_args(argv):
                  help='the style-mixing figure instead of samples')
   p.add_argument('--mix-layer', type=int, default=None,
                  help='first layer whose style comes from the column seed')
+  p.add_argument('--style-grid', metavar='INPUTS',
+                 help='a style-controlled translator\'s grid: rows = these images, '
+                 'columns = styles')
+  p.add_argument('--num-styles', type=int, default=8, help='style grid: columns')
+  p.add_argument('--style-seed', type=int, default=0, help='style grid: the styles\' seed')
+  p.add_argument('--interpolate', action='store_true',
+                 help='style grid: columns interpolate between two random styles')
+  p.add_argument('--direction', default=None,
+                 help='style grid: which translator (default: the first with a style)')
+  p.add_argument('--max-rows', type=int, default=8, help='style grid: at most N inputs')
   p.add_argument('--output', required=True, help='grid.png, or a folder/ for one PNG '
                  'per seed')
   p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
@@ -115,9 +133,50 @@ def _as_grid(batch: np.ndarray) -> np.ndarray:
   return images.make_grid([grid[:, j] for j in range(cols)])
 
 
+def _style_grid(args) -> None:
+  """The style grid (see the module doc) written to args.output."""
+  from PIL import Image
+  from jaxgan import translate
+  if args.num_styles < (2 if args.interpolate else 1) or args.max_rows < 1:
+    raise JaxganError(f'--num-styles must be >= {2 if args.interpolate else 1} and '
+                      f'--max-rows >= 1, got {args.num_styles} and {args.max_rows}')
+  if args.style_seed < 0:
+    raise JaxganError(f'--style-seed must be >= 0, got {args.style_seed}')
+  paths = translate.list_inputs(Path(args.style_grid))[:args.max_rows]
+  if not paths:
+    raise JaxganError(f'no image in {args.style_grid}')
+  generator = translate.Generator(Path(args.workdir), args.direction, args.step,
+                                  style_for='--style-grid')
+  if args.interpolate:
+    ends = generator.random_styles(args.style_seed, 2)
+    t = np.linspace(0.0, 1.0, args.num_styles)[:, None]
+    styles = (1 - t) * ends[0] + t * ends[1]
+  else:
+    styles = generator.random_styles(args.style_seed, args.num_styles)
+  size = generator.task.config.data.image_size
+  rows = []
+  for path in paths:
+    rgb = np.asarray(Image.fromarray(images.read_rgb(path)).resize(
+        (size, size), Image.BICUBIC))
+    rows.append([rgb, *generator(rgb, styles)])
+  # make_grid: column j holds every row's j-th image, in [-1, 1].
+  columns = [np.stack([row[j] for row in rows]).astype(np.float32) / 127.5 - 1.0
+             for j in range(len(rows[0]))]
+  out = Path(args.output)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  images.write_png(out, images.make_grid(columns))
+  kind = 'interpolated' if args.interpolate else 'random'
+  print(f'wrote the {generator.direction} style grid ({len(rows)} input(s) x {len(styles)} '
+        f'{kind} styles, seed {args.style_seed}) of the step-{generator.step} '
+        f'checkpoint to {out}')
+
+
 def main(argv):
   args = parse_args(argv)
   cli.setup_logging()
+  if args.style_grid:
+    _style_grid(args)
+    return
   seeds = parse_seeds(args.seeds)
   from jaxgan import runs
   from jaxgan.tasks.base import Sampler

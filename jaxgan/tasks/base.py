@@ -43,14 +43,30 @@ class GroupUpdate:
 
 
 @dataclasses.dataclass(frozen=True)
+class StyleControl:
+  """The style input of a style-controlled translator (G(A, S) = B, MUNIT): styles
+  are vectors [n, style_dim]. `random(rng, n)` draws n from the prior; `encode(model,
+  y)` gives the styles of images y of the target domain (example-guided
+  translation); `apply(model, x, styles)` translates images x in those styles (one
+  style per image)."""
+  style_dim: int
+  random: Callable[[jax.Array, int], jax.Array]
+  encode: Callable[[Any, jax.Array], jax.Array]
+  apply: Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
 class Translator:
   """An image-to-image predictor: `fn(model, x)` maps [N, H, W, C] images in [-1, 1]
   of data domain `source` ('a' or 'b') to images of domain `target`; H and W must be
-  multiples of `size_multiple`. `model` is a GANState or an InferenceState."""
+  multiples of `size_multiple`. `model` is a GANState or an InferenceState. A
+  translator whose output also depends on a style has `style` (what `translate
+  --style-*` and `sample --style-grid` use; `fn` then uses one fixed style)."""
   fn: Callable[[Any, jax.Array], jax.Array]
   source: str
   target: str
   size_multiple: int
+  style: StyleControl | None = None
 
 
 @dataclasses.dataclass(frozen=True)
