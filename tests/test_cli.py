@@ -94,6 +94,16 @@ def test_translate_errors(smoke_run, tmp_path, capsys):
                   'no checkpoint at step 3')
   _one_line_error(run('--workdir', str(tmp_path), '--direction', 'AtoB'),
                   'is not a jaxgan workdir')
+  # Style flags on a translator without a style input, and bad combinations.
+  _one_line_error(run('--workdir', str(workdir), '--direction', 'AtoB', '--style-seed', '3'),
+                  '--style-seed needs a style-controlled translator; task cyclegan')
+  _one_line_error(run('--workdir', str(workdir), '--direction', 'AtoB', '--style-ref',
+                      str(img), '--num-styles', '2'), '--style-ref takes the style of an')
+  _one_line_error(run('--workdir', str(workdir), '--direction', 'AtoB', '--num-styles',
+                      '0'), '--num-styles must be >= 1')
+  grid = run_in_process(capsys, 'jaxgan.sample', '--workdir', str(workdir),
+                        '--style-grid', str(img), '--output', str(tmp_path / 'g.png'))
+  _one_line_error(grid, '--style-grid needs a style-controlled translator; task cyclegan')
 
 
 def test_translate_never_overwrites_inputs_or_merges_outputs(smoke_run, tmp_path, capsys):
