@@ -498,3 +498,18 @@ def test_colour_mnist_source_by_hand(tmp_path):
   (batch,) = _take(_stream(train, global_batch=2, load_size=32, image_size=32,
                            flip=False, channels=3), 1)
   assert batch['a'].shape == batch['b'].shape == (2, 32, 32, 3)
+
+
+def test_palette_fit_recovers_the_palette_by_least_squares():
+  from jaxgan.data import colour_mnist
+  rng = np.random.default_rng(1)
+  gray = rng.uniform(size=(5, 12, 12))
+  fg, bg = colour_mnist.palettes(0, 'test', 5)
+  rgb = colour_mnist.colourise(gray, fg, bg)
+  got_fg, got_bg, residual = colour_mnist.fit_palettes(gray, rgb)
+  np.testing.assert_allclose(got_fg, fg, atol=1e-9)
+  np.testing.assert_allclose(got_bg, bg, atol=1e-9)
+  np.testing.assert_allclose(residual, 0, atol=1e-9)
+  # Noise of std 0.1 on the colours shows up as an RMS residual of ~0.1.
+  _, _, noisy = colour_mnist.fit_palettes(gray, rgb + rng.normal(0, 0.1, rgb.shape))
+  assert np.all((noisy > 0.08) & (noisy < 0.12)), noisy

@@ -62,3 +62,22 @@ def domains(digits: np.ndarray, seed: int, split: str):
   fg, bg = palettes(seed, split, len(idx_b))
   b = to_uint8(colourise(gray[idx_b], fg, bg))
   return a, b, idx_a, idx_b
+
+
+def fit_palettes(gray: np.ndarray, rgb: np.ndarray):
+  """The palette each image is coloured in, by least squares: per image and channel,
+  rgb = bg + (fg − bg)·x over the pixels, x the gray digit. gray [N, H, W] (or
+  [N, H, W, 1]) and rgb [N, H, W, 3], both in [0, 1]. Returns (fg [N, 3], bg [N, 3],
+  the RMS residual per image [N]): a cleanly coloured digit has residual ~0, and a
+  blurred or wrong-shaped one does not."""
+  x = np.asarray(gray, np.float64).reshape(len(gray), -1)          # [N, P]
+  y = np.asarray(rgb, np.float64).reshape(len(rgb), -1, 3)          # [N, P, 3]
+  xc = x - x.mean(axis=1, keepdims=True)
+  yc = y - y.mean(axis=1, keepdims=True)
+  var = np.maximum((xc ** 2).sum(axis=1), 1e-12)[:, None]           # [N, 1]
+  slope = np.einsum('np,npc->nc', xc, yc) / var                     # fg - bg
+  bg = y.mean(axis=1) - slope * x.mean(axis=1, keepdims=True)
+  fg = bg + slope
+  fitted = bg[:, None, :] + slope[:, None, :] * x[..., None]
+  residual = np.sqrt(((y - fitted) ** 2).mean(axis=(1, 2)))
+  return fg, bg, residual
