@@ -55,7 +55,8 @@ def test_reference_settings():
   c = config_lib.get_experiment('munit')
   m, l, o = c.model, c.loss, c.optimizer
   assert (m.dim, m.mlp_dim, m.style_dim, m.n_downsample, m.n_res) == (64, 256, 8, 2, 4)
-  assert (m.dis_dim, m.dis_n_layer, m.dis_num_scales) == (64, 4, 3)
+  assert (m.dis_dim, m.dis_n_layer, m.dis_num_scales, m.dis_init) == (
+      64, 4, 3, 'gaussian')
   assert (l.gan_mode, l.gan_w, l.recon_x_w, l.recon_s_w, l.recon_c_w,
           l.recon_x_cyc_w) == ('lsgan', 1.0, 10.0, 1.0, 1.0, 0.0)
   assert (o.lr, o.b1, o.b2, c.data.batch_size, c.data.image_size) == (
@@ -169,6 +170,11 @@ def test_initialisation_kaiming_for_generators_gaussian_for_discriminators():
   fc = pg['mlp']['fc_1']['kernel']  # 32 -> 32: fan_in 32
   assert float(jnp.std(fc)) == pytest.approx(math.sqrt(2 / 32), rel=0.1)
   assert float(jnp.std(pd['scale_0']['conv_1']['kernel'])) == pytest.approx(0.02, rel=0.05)
+  dk = models.make('munit_discriminator', dim=16, n_layer=2, num_scales=1,
+                   init='kaiming')
+  pk = dk.init(jax.random.PRNGKey(0), x)['params']  # conv_1: 4x4, 16 -> 32: fan_in 256
+  assert float(jnp.std(pk['scale_0']['conv_1']['kernel'])) == pytest.approx(
+      math.sqrt(2 / 256), rel=0.05)
   gamma = pg['decoder']['up_0_norm']['gamma']
   assert float(gamma.min()) >= 0 and float(gamma.max()) <= 1
   for tree in (pg, pd):
@@ -269,6 +275,7 @@ def test_predictors_sample_grid_and_styles():
     ({'data.image_size': 18, 'data.load_size': 18}, r'multiple of 4'),
     ({'loss.recon_s_w': -1}, r'loss.recon_s_w=-1.0 must be >= 0'),
     ({'model.n_res': 0}, r'model.n_res=0 must be an integer >= 1'),
+    ({'model.dis_init': 'xavier'}, r"unknown model.dis_init 'xavier'; valid: gaussian, "),
 ])
 def test_bad_settings_fail_in_one_line(overrides, pattern):
   with pytest.raises(JaxganError, match=pattern):

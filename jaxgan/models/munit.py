@@ -12,7 +12,8 @@ generator and LeakyReLU 0.2 in the discriminator, reflection padding everywhere,
 normalisation in the style encoder or the discriminator. Initialisation follows the
 reference's trainer: Kaiming normal (fan_in, gain sqrt 2) for the generators' conv and
 linear weights, then N(0, 0.02) for the discriminators' (its trainer re-initialises
-dis_a and dis_b with 'gaussian' after applying 'kaiming' to everything); biases 0;
+dis_a and dis_b with 'gaussian' after applying 'kaiming' to everything; `weight_init`
+can make them Kaiming too); biases 0;
 LayerNorm gamma ~ U(0, 1), beta 0 (the module's own init, which weights_init skips).
 
 Images are NHWC; style codes are [N, style_dim] (the reference's [N, style_dim, 1, 1]
@@ -42,6 +43,9 @@ MLP_BLOCKS = 3
 
 # kaiming_normal_(a=0, mode='fan_in'): std = sqrt(2 / fan_in), an untruncated normal.
 kaiming_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+# The discriminators' weight inits by the reference's names: 'gaussian' N(0, 0.02)
+# (what its trainer applies to dis_a and dis_b), 'kaiming' as the generators'.
+DIS_INITS = {'gaussian': layers.kernel_init, 'kaiming': kaiming_init}
 
 
 # ----------------------------------------------------------------------------- norms
@@ -293,10 +297,13 @@ class MsImageDis(nn.Module):
   dim: int = 64
   n_layer: int = 4
   num_scales: int = 3
+  weight_init: str = 'gaussian'  # a key of DIS_INITS ('init' is Module.init)
   dtype: Dtype = jnp.float32
 
   def setup(self):
-    self.nets = [_ScaleDis(self.dim, self.n_layer, self.dtype, name=f'scale_{s}')
+    kernel_init = DIS_INITS[self.weight_init]
+    self.nets = [_ScaleDis(self.dim, self.n_layer, kernel_init, self.dtype,
+                           name=f'scale_{s}')
                  for s in range(self.num_scales)]
 
   def scales(self, x: Array, train: bool = False) -> tuple[Array, ...]:
@@ -316,17 +323,18 @@ class MsImageDis(nn.Module):
 class _ScaleDis(nn.Module):
   dim: int
   n_layer: int
+  kernel_init: Callable
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     dim = self.dim
     for i in range(self.n_layer):
-      x = Conv(dim, 4, 2, 1, kernel_init=layers.kernel_init, dtype=self.dtype,
+      x = Conv(dim, 4, 2, 1, kernel_init=self.kernel_init, dtype=self.dtype,
                name=f'conv_{i}')(x)
       x = nn.leaky_relu(x, LRELU_SLOPE)
       dim *= 2
-    x = Conv(1, 1, kernel_init=layers.kernel_init, dtype=self.dtype, name='conv_out')(x)
+    x = Conv(1, 1, kernel_init=self.kernel_init, dtype=self.dtype, name='conv_out')(x)
     return x.astype(jnp.float32)
 
 
@@ -363,7 +371,11 @@ def make_munit_generator(*, channels: int = 3, dim: int = 64, style_dim: int = 8
 
 
 def make_munit_discriminator(*, dim: int = 64, n_layer: int = 4, num_scales: int = 3,
+                             init: str = 'gaussian',
                              dtype: Dtype = jnp.float32) -> MsImageDis:
   """MUNIT's multi-scale discriminator (see `MsImageDis`)."""
   check_settings(dis_dim=dim, dis_n_layer=n_layer, dis_num_scales=num_scales)
-  return MsImageDis(dim=dim, n_layer=n_layer, num_scales=num_scales, dtype=dtype)
+  if init not in DIS_INITS:
+    raise JaxganError(f"unknown model.dis_init '{init}'; valid: {', '.join(DIS_INITS)}")
+  return MsImageDis(dim=dim, n_layer=n_layer, num_scales=num_scales, weight_init=init,
+                    dtype=dtype)

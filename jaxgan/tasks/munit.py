@@ -58,7 +58,7 @@ class Munit(GANTask):
                             n_res=m.n_res, mlp_dim=m.mlp_dim, dtype=self.dtype)
     discriminator = models.make('munit_discriminator', dim=m.dis_dim,
                                 n_layer=m.dis_n_layer, num_scales=m.dis_num_scales,
-                                dtype=self.dtype)
+                                init=m.dis_init, dtype=self.dtype)
     self.modules = {'G_A': generator, 'G_B': generator,
                     'D_A': discriminator, 'D_B': discriminator}
     self.style_dim = m.style_dim
