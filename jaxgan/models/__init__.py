@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jaxgan.errors import JaxganError
 from jaxgan.models import dcgan
 from jaxgan.models import layers
+from jaxgan.models import munit
 from jaxgan.models import stylegan
 from jaxgan.models.discriminators import NLayerDiscriminator
 from jaxgan.models.discriminators import PixelDiscriminator
@@ -132,6 +133,8 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
     'dcgan_discriminator': make_dcgan_discriminator,
     'stylegan_generator': stylegan.make_stylegan_generator,
     'stylegan_discriminator': stylegan.make_stylegan_discriminator,
+    'munit_generator': munit.make_munit_generator,
+    'munit_discriminator': munit.make_munit_discriminator,
 }
 
 
