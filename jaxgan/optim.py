@@ -10,8 +10,12 @@ for one group (unset = inherit). The keys (`GROUP_KEYS`):
   b1, b2, eps Adam's betas and epsilon
   momentum    SGD's momentum (0: plain SGD)
   clip_norm   global-norm gradient clipping of the group (0: off)
+  weight_decay  L2 weight decay added to the gradient before Adam's moments (or SGD's
+              momentum), as torch's Adam(weight_decay=...) applies it (0: off)
   schedule    constant | linear_decay (the reference's per-epoch rule: train.epochs
               constant, then train.epochs_decay linear to 0) | cosine (to 0 over the run)
+              | step_decay (x decay_factor every decay_every steps, torch's StepLR)
+  decay_every, decay_factor  step_decay's interval (steps) and factor
   lr_mult     ('REGEX=FACTOR', ...): updates of parameters whose path 'NET/.../name'
               fully matches REGEX are scaled by FACTOR (the first matching pattern);
               e.g. ('G/mapping/.*=0.01',) for a mapping network at 0.01x the rate
@@ -33,9 +37,9 @@ import optax
 from jaxgan.errors import JaxganError
 
 OPTIMIZERS = ('adam', 'sgd')
-SCHEDULES = ('constant', 'linear_decay', 'cosine')
-GROUP_KEYS = ('name', 'lr', 'b1', 'b2', 'eps', 'momentum', 'clip_norm', 'schedule',
-              'lr_mult')
+SCHEDULES = ('constant', 'linear_decay', 'cosine', 'step_decay')
+GROUP_KEYS = ('name', 'lr', 'b1', 'b2', 'eps', 'momentum', 'clip_norm', 'weight_decay',
+              'schedule', 'decay_every', 'decay_factor', 'lr_mult')
 
 
 def linear_decay_factor(epoch, epochs: int, epochs_decay: int):
@@ -58,8 +62,13 @@ def linear_decay_schedule(lr: float, epochs: int, epochs_decay: int, steps_per_e
 
 
 def make_schedule(kind: str, lr: float, *, epochs: int, epochs_decay: int,
-                  steps_per_epoch: int, total_steps: int) -> Callable:
+                  steps_per_epoch: int, total_steps: int, decay_every: int = 0,
+                  decay_factor: float = 1.0) -> Callable:
   """step -> learning rate for schedule `kind` (see the module docstring)."""
+  if kind == 'step_decay':
+    every = max(1, int(decay_every))
+    return lambda step: lr * jnp.power(jnp.float32(decay_factor),
+                                       jnp.asarray(step) // every).astype(jnp.float32)
   if kind == 'constant':
     return lambda step: jnp.full((), lr, jnp.float32)
   if kind == 'linear_decay':
@@ -97,6 +106,13 @@ def _check(s: dict, where: Callable[[str], str]) -> None:
                       f"{', '.join(SCHEDULES)}")
   if s['lr'] <= 0:
     raise JaxganError(f"{where('lr')}={s['lr']} must be > 0")
+  if s['weight_decay'] < 0:
+    raise JaxganError(f"{where('weight_decay')}={s['weight_decay']} must be >= 0")
+  if s['schedule'] == 'step_decay' and s['decay_every'] < 1:
+    raise JaxganError(f"{where('decay_every')}={s['decay_every']} must be >= 1 for the "
+                      "step_decay schedule")
+  if not 0 < s['decay_factor'] <= 1:
+    raise JaxganError(f"{where('decay_factor')}={s['decay_factor']} must be in (0, 1]")
   if s['clip_norm'] < 0:
     raise JaxganError(f"{where('clip_norm')}={s['clip_norm']} must be >= 0 (0: no "
                       "clipping)")
@@ -185,7 +201,8 @@ def group_rate(schedule: Callable, lazy_interval: int = 1) -> Callable:
 
 def make_optimizer(settings: dict, schedule: Callable,
                    lazy_interval: int = 1) -> optax.GradientTransformationExtraArgs:
-  """The group's transform: [clip] -> Adam's moments | SGD's momentum -> -rate(step)
+  """The group's transform: [clip] -> [+ weight decay x params] -> Adam's moments |
+  SGD's momentum -> -rate(step)
   -> [lr multipliers]; `update(grads, opt_state, params, step=STEP)` takes the
   training step the rate is read at (see `scale_by_rate`). `lazy_interval` k > 1
   applies the lazy-regularisation correction c = k / (k + 1) to the rate and to the
@@ -194,6 +211,8 @@ def make_optimizer(settings: dict, schedule: Callable,
   parts = []
   if settings['clip_norm']:
     parts.append(optax.clip_by_global_norm(settings['clip_norm']))
+  if settings['weight_decay']:  # torch's coupled L2: wd * param joins the gradient
+    parts.append(optax.add_decayed_weights(settings['weight_decay']))
   if settings['name'] == 'adam':
     parts.append(optax.scale_by_adam(b1=settings['b1'] ** c, b2=settings['b2'] ** c,
                                      eps=settings['eps']))

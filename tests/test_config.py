@@ -53,7 +53,7 @@ def test_overrides_typed():
 
 
 @pytest.mark.parametrize('key,text,pattern', [
-    ('optimizer.lrr', '1', r"unknown config key 'optimizer.lrr' \(valid keys under optimizer: b1, b2, clip_norm, eps, groups, lr, lr_mult, momentum, name, schedule\)"),
+    ('optimizer.lrr', '1', r"unknown config key 'optimizer.lrr' \(valid keys under optimizer: b1, b2, clip_norm, decay_every, decay_factor, eps, groups, lr, lr_mult, momentum, name, schedule, weight_decay\)"),
     ('nope', '1', "unknown config key 'nope'"),
     ('data.batch_size', 'four', "bad value for config key 'data.batch_size': 'four' is not a valid int"),
     ('data.flip', 'maybe', "'maybe' is not a valid bool"),

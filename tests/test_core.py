@@ -45,7 +45,8 @@ def _assert_equal(a, b):
 
 def _settings(**kw):
   s = dict(name='adam', lr=0.1, b1=0.5, b2=0.999, eps=1e-8, momentum=0.0, clip_norm=0.0,
-           schedule='constant', lr_mult=())
+           weight_decay=0.0, schedule='constant', decay_every=0, decay_factor=0.5,
+           lr_mult=())
   s.update(kw)
   return s
 
@@ -87,6 +88,29 @@ def test_schedules_by_hand():
       [0.5, 0.5, 0.5 * 2 / 3, 0.5 / 3])
   with pytest.raises(JaxganError, match="unknown optimizer schedule 'step'"):
     optim.make_schedule('step', 0.5, **kw)
+  # torch's StepLR: x 0.5 every 3 steps.
+  steps = optim.make_schedule('step_decay', 0.5, decay_every=3, decay_factor=0.5, **kw)
+  assert [float(steps(s)) for s in (0, 2, 3, 5, 6, 9)] == pytest.approx(
+      [0.5, 0.5, 0.25, 0.25, 0.125, 0.0625])
+  with pytest.raises(JaxganError, match=r'optimizer.decay_every=0 must be >= 1 for the '
+                     'step_decay schedule'):
+    make_task(_config(**{'optimizer.schedule': 'step_decay'}), 10)
+
+
+def test_weight_decay_is_torchs_coupled_l2():
+  # SGD, lr 1: the update is -(g + wd p); Adam: its first update is -lr sign(g + wd p),
+  # here with g + wd p of the other sign than g for the second weight.
+  p = {'w': jnp.array([1.0, 10.0])}
+  g = {'w': jnp.array([0.5, -0.5])}
+  sgd = optim.make_optimizer(_settings(name='sgd', lr=1.0, weight_decay=0.1),
+                             lambda step: 1.0)
+  updates, _ = sgd.update(g, sgd.init(p), p, step=0)
+  np.testing.assert_allclose(updates['w'], [-0.6, -0.5], rtol=1e-6)
+  adam = optim.make_optimizer(_settings(weight_decay=0.1), lambda step: 0.1)
+  updates, _ = adam.update(g, adam.init(p), p, step=0)
+  np.testing.assert_allclose(updates['w'], [-0.1, -0.1], rtol=1e-5)
+  with pytest.raises(JaxganError, match=r'optimizer.weight_decay=-1.0 must be >= 0'):
+    make_task(_config(**{'optimizer.weight_decay': -1.0}), 10)
 
 
 def test_lr_multipliers_scale_matching_parameters_only():

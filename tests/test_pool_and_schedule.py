@@ -83,8 +83,9 @@ def test_linear_decay_schedule_matches_reference_rule():
 def _opt_cfg(**kw):
   import ml_collections
   c = ml_collections.ConfigDict(dict(name='sgd', lr=1.0, momentum=0.0, b1=0.5, b2=0.999,
-                                     eps=1e-8, clip_norm=0.0, schedule='constant',
-                                     lr_mult=()))
+                                     eps=1e-8, clip_norm=0.0, weight_decay=0.0,
+                                     schedule='constant', decay_every=0,
+                                     decay_factor=0.5, lr_mult=()))
   c.update(kw)
   return c
 

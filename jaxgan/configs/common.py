@@ -72,7 +72,10 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.optimizer.eps = 1e-8  # Adam's epsilon (PyTorch's default)
   c.optimizer.momentum = 0.9  # sgd only
   c.optimizer.clip_norm = 0.0  # global-norm gradient clipping per group (0: off)
-  c.optimizer.schedule = 'linear_decay'  # constant | linear_decay | cosine
+  c.optimizer.weight_decay = 0.0  # L2 added to the gradient, as torch's Adam (0: off)
+  c.optimizer.schedule = 'linear_decay'  # constant | linear_decay | cosine | step_decay
+  c.optimizer.decay_every = 0  # step_decay: multiply the rate by decay_factor every N steps
+  c.optimizer.decay_factor = 0.5
   c.optimizer.lr_mult = ()  # ('REGEX=FACTOR', ...) on parameter paths 'NET/.../name'
   c.optimizer.groups = ml_collections.ConfigDict()
 
@@ -88,7 +91,8 @@ def base_config(task: str) -> ml_collections.ConfigDict:
 
 
 _TYPES = {'name': str, 'lr': float, 'b1': float, 'b2': float, 'eps': float,
-          'momentum': float, 'clip_norm': float, 'schedule': str, 'lr_mult': tuple}
+          'momentum': float, 'clip_norm': float, 'weight_decay': float, 'schedule': str,
+          'decay_every': int, 'decay_factor': float, 'lr_mult': tuple}
 
 
 def optimizer_groups(c: ml_collections.ConfigDict, *names: str) -> None:

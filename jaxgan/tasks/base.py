@@ -142,7 +142,8 @@ class GANTask:
     for group, s in self.group_settings.items():
       self.schedules[group] = optim.make_schedule(
           s['schedule'], s['lr'], epochs=t.epochs, epochs_decay=t.epochs_decay,
-          steps_per_epoch=steps_per_epoch, total_steps=total)
+          steps_per_epoch=steps_per_epoch, total_steps=total,
+          decay_every=s['decay_every'], decay_factor=s['decay_factor'])
       self.rates[group] = optim.group_rate(self.schedules[group], lazy.get(group, 1))
       self.optimizers[group] = optim.make_optimizer(s, self.schedules[group],
                                                     lazy.get(group, 1))
