@@ -35,7 +35,7 @@ from jaxgan import losses, models
 from jaxgan.errors import JaxganError
 from jaxgan.models import munit as munit_models
 from jaxgan.state import GANState
-from jaxgan.tasks.base import GANTask, Translator
+from jaxgan.tasks.base import GANTask, StyleControl, Translator
 
 DIRECTIONS = {'AtoB': ('G_A', 'G_B'), 'BtoA': ('G_B', 'G_A')}  # (content of, decoder)
 DOMAINS = {'a': 'G_A', 'b': 'G_B'}
@@ -229,9 +229,17 @@ class Munit(GANTask):
     return self.random_styles(jax.random.PRNGKey(self.config.seed), 1)
 
   def predictors(self) -> dict[str, Translator]:
-    return {d: Translator(lambda m, x, d=d: self.translate(m, d, x, self.default_style()),
-                          d[0].lower(), d[-1].lower(), self.size_multiple)
-            for d in DIRECTIONS}
+    """AtoB and BtoA, each with its style input (`translate --style-*`, `sample
+    --style-grid`); without one, the fixed default style."""
+    def translator(d):
+      target = d[-1].lower()
+      style = StyleControl(
+          self.style_dim, random=self.random_styles,
+          encode=lambda m, y: self.encode_style(m, target, y),
+          apply=lambda m, x, s: self.translate(m, d, x, s))
+      return Translator(lambda m, x: self.translate(m, d, x, self.default_style()),
+                        d[0].lower(), target, self.size_multiple, style=style)
+    return {d: translator(d) for d in DIRECTIONS}
 
   def sample(self, state: GANState, batch):
     x_a, x_b = batch['a'], batch['b']
