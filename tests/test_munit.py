@@ -61,6 +61,12 @@ def test_reference_settings():
           l.recon_x_cyc_w) == ('lsgan', 1.0, 10.0, 1.0, 1.0, 0.0)
   assert (o.lr, o.b1, o.b2, c.data.batch_size, c.data.image_size) == (
       1e-4, 0.5, 0.999, 1, 256)
+  # Adam's weight_decay 1e-4 (coupled L2) and lr_policy step: x 0.5 every 100k.
+  assert (o.weight_decay, o.schedule, o.decay_every, o.decay_factor) == (
+      1e-4, 'step_decay', 100_000, 0.5)
+  task = make_task(c, 10)
+  assert [float(task.schedules['gen'](s)) for s in (0, 99_999, 100_000, 200_000)] == \
+      pytest.approx([1e-4, 1e-4, 5e-5, 2.5e-5])
 
 
 # ------------------------------------------------------------------ hand-computed norms
@@ -188,9 +194,11 @@ def test_initialisation_kaiming_for_generators_gaussian_for_discriminators():
 
 def test_step_updates_each_group_from_its_own_loss():
   # gan_w = 0: D's loss is 0, so its gradients are 0 and Adam leaves it exactly as it
-  # was, while the generators move on their reconstruction terms alone; with
+  # was (with the reference's weight decay off: it moves D towards 0 on its own),
+  # while the generators move on their reconstruction terms alone; with
   # recon_x_cyc_w > 0 the cycle terms appear.
-  task = make_task(_config(**{'loss.gan_w': 0.0, 'loss.recon_x_cyc_w': 2.0}), 10)
+  task = make_task(_config(**{'loss.gan_w': 0.0, 'loss.recon_x_cyc_w': 2.0,
+                              'optimizer.weight_decay': 0.0}), 10)
   state = task.init_state(jax.random.PRNGKey(0))
   new, m = jax.jit(task.train_step)(jax.tree.map(jnp.copy, state), _batch())
   assert all(np.isfinite(float(v)) for v in m.values())
@@ -280,3 +288,62 @@ def test_predictors_sample_grid_and_styles():
 def test_bad_settings_fail_in_one_line(overrides, pattern):
   with pytest.raises(JaxganError, match=pattern):
     make_task(_config(**overrides))
+
+
+# ------------------------------------------------------------------ the tools
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A munit:smoke workdir (4 steps) and a few 16x16 input images."""
+  from jaxgan import images, train
+  root = tmp_path_factory.mktemp('munit')
+  train.train_and_evaluate(_config(), root / 'w')
+  rng = np.random.default_rng(0)
+  (root / 'in').mkdir()
+  for i in range(3):
+    images.write_png(root / 'in' / f'{i}.png', rng.integers(0, 256, (16, 16, 3),
+                                                            dtype=np.uint8))
+  return root
+
+
+@pytest.mark.slow
+def test_translate_and_sample_with_styles(trained, tmp_path, capsys):
+  from PIL import Image
+  from jaxgan import runs
+  from conftest import run_in_process
+  w, inputs = trained / 'w', trained / 'in'
+
+  def translate(out, *flags):
+    ran = run_in_process(capsys, 'jaxgan.translate', '--workdir', str(w), '--direction',
+                         'AtoB', '--input', str(inputs), '--output', str(out), *flags)
+    assert ran.returncode == 0, ran.stderr
+    return {p.name: np.asarray(Image.open(p)) for p in sorted(out.glob('*.png'))}
+
+  # --style-seed: deterministic; another seed, another output.
+  first = translate(tmp_path / 's1', '--style-seed', '5')
+  assert sorted(first) == ['0.png', '1.png', '2.png']
+  again = translate(tmp_path / 's2', '--style-seed', '5')
+  other = translate(tmp_path / 's3', '--style-seed', '6')
+  assert all(np.array_equal(first[k], again[k]) for k in first)
+  assert any(not np.array_equal(first[k], other[k]) for k in first)
+  # --num-styles: one file per style; style j is the j-th draw of the seed's key.
+  many = translate(tmp_path / 'n', '--num-styles', '3', '--style-seed', '5')
+  assert sorted(many) == [f'{i}_style{j:02d}.png' for i in range(3) for j in range(3)]
+  # --style-ref equals the style encoder of the target domain called directly.
+  ref = inputs / '2.png'
+  by_ref = translate(tmp_path / 'r', '--style-ref', str(ref))
+  config, task, model, _ = runs.restore_inference(w)
+  x = lambda path: jnp.asarray(np.asarray(Image.open(path), np.float32)[None] / 127.5 - 1)
+  style = task.encode_style(model, 'b', x(ref))
+  direct = (np.asarray(task.translate(model, 'AtoB', x(inputs / '0.png'), style))[0]
+            + 1) * 127.5
+  assert np.abs(by_ref['0.png'].astype(np.float64) - direct).max() <= 1.0  # uint8 rounding
+  # The style grid: rows = inputs, columns = input + styles; a column is one style.
+  for flags in ([], ['--interpolate']):
+    out = tmp_path / f'grid{len(flags)}.png'
+    ran = run_in_process(capsys, 'jaxgan.sample', '--workdir', str(w), '--style-grid',
+                         str(inputs), '--num-styles', '4', '--output', str(out), *flags)
+    assert ran.returncode == 0, ran.stderr
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (3 * 18 + 2, 5 * 18 + 2, 3)
