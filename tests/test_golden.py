@@ -7,7 +7,9 @@ the same way from commit 1cb91ed (before issue 18's contract changes), running e
 step function of an iteration as the loop does (main, the lazy d_reg and g_reg on
 their intervals, ema); for the other tasks 'main' is the only step function. The
 metric names are today's (issue 18 renamed grad_norm_G/D to grad_norm_gen/disc, the
-values are the same).
+values are the same). MUNIT's were written down when it was added (issue 19): a pin
+that later refactors must keep, not a check of MUNIT's correctness (tests/test_munit.py
+checks it against the reference's counts and hand-computed values).
 
 The tolerance (1e-5 relative) absorbs the reduction-order noise a different XLA
 thread split could bring; any change to an objective, an initialisation, a key or an
@@ -61,6 +63,20 @@ GOLDEN = {
          {'grad_norm_disc': 0.4146273, 'grad_norm_gen': 0.403061, 'loss_D': 1.292549,
           'loss_G': 0.814695, 'ema_beta': 9.536743e-07}],
         {'D': 7011.50319, 'G': 13795.292541}),
+    'munit:smoke': (
+        [{'grad_norm_disc': 13.07599, 'grad_norm_gen': 46.47852, 'loss_D': 7.769125,
+          'loss_D_A': 3.947743, 'loss_D_B': 3.821382, 'loss_G': 20.25616,
+          'loss_adv_A': 2.52663, 'loss_adv_B': 2.534213, 'loss_recon_c_A': 1.30794,
+          'loss_recon_c_B': 1.355597, 'loss_recon_s_A': 0.5033999,
+          'loss_recon_s_B': 0.7872285, 'loss_recon_x_A': 5.428969,
+          'loss_recon_x_B': 5.812178},
+         {'grad_norm_disc': 13.48663, 'grad_norm_gen': 34.43111, 'loss_D': 7.968225,
+          'loss_D_A': 3.674637, 'loss_D_B': 4.293588, 'loss_G': 21.61776,
+          'loss_adv_A': 2.357812, 'loss_adv_B': 2.870305, 'loss_recon_c_A': 1.274256,
+          'loss_recon_c_B': 1.381738, 'loss_recon_s_A': 1.120598,
+          'loss_recon_s_B': 0.7682769, 'loss_recon_x_A': 5.669766,
+          'loss_recon_x_B': 6.175006}],
+        {'D_A': 306.042075, 'D_B': 314.589848, 'G_A': 2684.389818, 'G_B': 2642.541052}),
 }
 
 
