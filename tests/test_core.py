@@ -105,6 +105,7 @@ def test_lr_multipliers_scale_matching_parameters_only():
                          ('gen', 'disc'))
 
 
+@pytest.mark.slow
 def test_lr_mult_reaches_the_step():
   # DCGAN's G under SGD: parameters of a multiplier-0 layer do not move, the rest do.
   c = _config(**{'optimizer.name': 'sgd', 'optimizer.lr': 0.01,
@@ -219,6 +220,7 @@ def _step_keys(c):
       task.init_state, jax.random.PRNGKey(0)), _batch(c))[1])
 
 
+@pytest.mark.slow
 def test_lazy_penalty_runs_on_its_schedule_and_only_moves_d():
   c = _config(**{'loss.gp': 'r1', 'loss.gp_every': 3, 'loss.lambda_gp': 2.0})
   task = make_task(c, 10)
@@ -292,6 +294,7 @@ def test_registry_builds_any_signature_and_names_the_valid_ones():
 # -- inference without training state ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_inference_restore_needs_no_optimizer_and_no_data(tmp_path):
   c = _config(**{'train.num_steps': 2, 'train.sample_every': 0, 'ema.decay': 0.5})
   state = train.train_and_evaluate(c, tmp_path)

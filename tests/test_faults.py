@@ -139,6 +139,7 @@ def test_resume_with_another_state_layout_is_one_line(two_steps):
   _one_line(e.value, 'does not fit this config', 'opt_state')
 
 
+@pytest.mark.slow
 def test_resume_with_another_data_order_needs_consent(tmp_path, caplog):
   """Promise: a changed data order is refused unless allowed, then a warning."""
   _train(tmp_path, **{'train.num_steps': 2})
@@ -180,6 +181,7 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path, caplog):
 # -- only finite states are saved -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_exploding_parameters_are_not_checkpointed(tmp_path):
   """Promise: a state with inf parameters is never saved, even when its losses are
   finite (SGD at lr 1e38: finite step-1 losses, inf parameters after it)."""
@@ -191,6 +193,7 @@ def test_exploding_parameters_are_not_checkpointed(tmp_path):
   assert _steps(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_nan_injected_at_a_chosen_step(tmp_path, monkeypatch):
   """Promise: NaN parameters after step 3 stop the run; the checkpoint the error
   calls last good (step 2) is the newest and holds only finite values."""
@@ -217,6 +220,7 @@ def test_nan_injected_at_a_chosen_step(tmp_path, monkeypatch):
 # -- nothing lost -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('damage', ['truncated', 'bytes-changed', 'manifest-deleted'])
 def test_corrupt_checkpoint_falls_back_to_the_previous_step(tmp_path, straight, caplog,
                                                             damage):
@@ -251,6 +255,7 @@ def _mount_tmpfs(path, size):
     pytest.skip(f'cannot mount a small tmpfs to fill ({done.stderr.strip()[:200]})')
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_resumable(tmp_path, straight):
   """Promise: a full disk during an async save ends the run with one line naming the
   last intact checkpoint; with space freed, the same command reaches the
@@ -330,6 +335,7 @@ KILL_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('point,resumes_from', [
     ('writing', 2), ('committing', 2), ('committed', 4)])
 def test_kill_9_during_an_async_save(tmp_path, straight, caplog, point, resumes_from):
@@ -379,6 +385,7 @@ def test_sigterm_during_sampling_checkpoints_the_next_step(tmp_path, monkeypatch
   assert (tmp_path / 'samples' / 'step_0000002.png').is_file()
 
 
+@pytest.mark.slow
 def test_sigterm_during_evaluation_checkpoints_the_next_step(tmp_path, monkeypatch):
   """Promise: SIGTERM while the evaluators run: the same clean stop."""
   from jaxgan import evaluation
@@ -413,6 +420,7 @@ RESUME_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_restore_on_another_device_count(tmp_path, caplog):
   """Promise: a checkpoint saved with 8 devices restores on 2 and on 1 exactly (the
   saved checksums are verified on restore) and training continues."""

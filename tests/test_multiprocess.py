@@ -214,6 +214,7 @@ def runs(tmp_path_factory):
       f.close()
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_stops_all_at_one_step(runs):
   assert runs['codes'] == [0, 0, 0], runs['tails']
   logs = runs['logs']
@@ -228,6 +229,7 @@ def test_sigterm_to_one_process_stops_all_at_one_step(runs):
   assert steps == sorted({*range(CHECKPOINT_EVERY, stop + 1, CHECKPOINT_EVERY), stop})
 
 
+@pytest.mark.slow
 def test_two_by_four_trains_like_one_by_eight(runs):
   assert runs['codes'] == [0, 0, 0], runs['tails']
   from jaxgan import runs as runs_lib
@@ -258,6 +260,7 @@ def test_two_by_four_trains_like_one_by_eight(runs):
   assert moved > 10 * worst, (moved, worst)
 
 
+@pytest.mark.slow
 def test_each_process_makes_only_its_rows(runs):
   local = GLOBAL_BATCH // 2
   seen = []
@@ -277,6 +280,7 @@ def test_each_process_makes_only_its_rows(runs):
   assert sorted(seen[0] + seen[1]) == list(range(GLOBAL_BATCH))
 
 
+@pytest.mark.slow
 def test_only_process_zero_writes(runs):
   assert runs['codes'] == [0, 0, 0], runs['tails']
   from PIL import Image

@@ -35,6 +35,7 @@ LAZY_EMA = {'ema.half_life_images': 40.0, 'ema.rampup': 0.5, 'loss.gp': 'r1',
             'loss.gp_every': 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('experiment,extra', [
     ('cyclegan:smoke', {}), ('pix2pix:smoke', {}), ('dcgan:smoke', {}),
     ('dcgan:smoke', LAZY_EMA), ('stylegan:smoke', {'ema.half_life_images': 40.0})],
@@ -64,6 +65,7 @@ def test_resume_is_bit_exact(tmp_path, experiment, extra):
   assert ckpt.all_steps() == [3, 6]
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   real_step = cyclegan.CycleGAN.train_step
 
@@ -82,6 +84,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   assert ckpt.all_steps() == [2]
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_zero(tmp_path):
   cmd = [PYTHON, '-m', 'jaxgan.main', '--experiment', 'cyclegan:smoke', '--workdir',
          str(tmp_path), '--config.train.num_steps=100000',
@@ -109,6 +112,7 @@ def test_sigterm_checkpoints_and_exits_zero(tmp_path):
   assert f'Resuming from checkpoint at step {steps[0]}' in out.stderr
 
 
+@pytest.mark.slow
 def test_a_few_steps_on_real_maps(tmp_path):
   maps = require(MAPS, 'the maps dataset')
   config = _smoke(**{'data.source': f'aligned:{maps}', 'data.image_size': 32,
