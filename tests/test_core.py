@@ -160,6 +160,7 @@ def test_ema_beta_by_hand():
                               rampup=0.0)) == pytest.approx(0.99)
 
 
+@pytest.mark.slow
 def test_ema_follows_its_formula_and_serves_inference():
   c = _config(**{'ema.decay': 0.9})
   task = make_task(c, 10)
@@ -200,6 +201,7 @@ def test_r1_is_the_squared_input_gradient_norm():
   assert float(losses.squared_gradient_norm(d, x)) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['r1', 'r2'])
 def test_penalty_every_step_adds_gamma_over_two(kind):
   out = {}
@@ -283,6 +285,7 @@ def test_nets_named_streams_and_keyword_inputs():
   assert not np.allclose(a, jax.random.normal(call_key, (4,)))
 
 
+@pytest.mark.slow
 def test_registry_builds_any_signature_and_names_the_valid_ones():
   g = models.make('dcgan_generator', image_size=16, channels=1, ngf=4)
   variables = g.init(jax.random.PRNGKey(0), jnp.zeros((1, 8)), train=False)

@@ -128,6 +128,7 @@ def test_unet_channel_schedule():
 # --- shapes -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resnet_generator_shape_and_range():
   g = models.make_generator('resnet_6blocks', ngf=8)
   x = _rand((2, 32, 32, 3))

@@ -159,6 +159,7 @@ def test_sample_cli(stylegan_run, tmp_path, capsys):
     assert out.returncode == 1 and pattern in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 def test_sample_cli_on_dcgan_and_translation_tasks(tmp_path, capsys):
   train.train_and_evaluate(_config('dcgan:smoke', **{'train.num_steps': 2,
                                                      'train.sample_every': 0}),
