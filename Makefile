@@ -1,4 +1,5 @@
-# The README's two commands: `make train` and `make test`. Each creates the virtual
+# The README's commands: `make train`, `make test` (the whole suite, what CI runs) and
+# `make test-fast` (the edit loop: the tests not marked `slow`). Each creates the virtual
 # environment in .venv on first use (re-created when pyproject.toml changes), so a fresh
 # clone needs nothing else. PYTHON picks the interpreter that builds the venv.
 PYTHON ?= python3
@@ -7,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 EXPERIMENT ?= cyclegan:demo
 WORKDIR ?= runs/$(subst :,_,$(EXPERIMENT))
 
-.PHONY: train test venv clean
+.PHONY: train test test-fast venv clean
 
 venv: $(STAMP)
 
@@ -20,8 +21,14 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(VENV)/bin/python -m jaxgan.main --experiment $(EXPERIMENT) --workdir $(WORKDIR)
 
+# --durations=15: every run prints its 15 slowest tests, so the suite's cost stays seen.
+PYTEST := $(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup
+
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup tests
+	$(PYTEST) tests --durations=15
+
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) runs

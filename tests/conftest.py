@@ -25,6 +25,30 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
   os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+  """`--dist loadgroup` for pytest >= 9.2: keep each `xdist_group` on one worker.
+
+  pytest-xdist (3.8) groups tests by suffixing their node ids with '@GROUP', which it
+  does by assigning `item._nodeid`; pytest 9.2 keeps node ids in `item._id` (a NodeId)
+  and no longer reads that attribute, so every test became its own work unit and the
+  groups' once-per-session launches ran on both workers (the multiprocess launch and
+  the CLI smoke run twice each; with the CPUs shared, the launch then missed its
+  deadline). This sets the same suffix where pytest reads it; it does nothing where
+  xdist's own renaming took effect, or outside an xdist worker.
+  """
+  if not getattr(config.option, 'loadgroup', False):  # set in xdist workers only
+    return
+  for item in items:
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get('name', 'default'))
+                     for m in item.iter_markers('xdist_group')})
+    suffix = '@' + '_'.join(groups)
+    if groups and not item.nodeid.endswith(suffix) and hasattr(item, '_id'):
+      from _pytest.nodeid import NodeId  # pytest >= 9.2, where `_id` exists
+      item._id = NodeId.parse(item.nodeid + suffix)
+
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
 MAPS = SHARED / 'datasets' / 'maps'

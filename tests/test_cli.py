@@ -38,6 +38,7 @@ def smoke_run(tmp_path_factory):
   return workdir, out
 
 
+@pytest.mark.slow
 def test_main_writes_the_workdir(smoke_run):
   workdir, out = smoke_run
   config = json.loads((workdir / 'config.json').read_text())
@@ -56,6 +57,7 @@ def test_main_writes_the_workdir(smoke_run):
   assert 'ETA' in out.stderr
 
 
+@pytest.mark.slow
 def test_translate_any_size_and_mode(smoke_run, tmp_path, capsys):
   workdir, _ = smoke_run
   src = tmp_path / 'in'
@@ -82,6 +84,7 @@ def test_translate_any_size_and_mode(smoke_run, tmp_path, capsys):
   assert (dst / 'one' / 'rgb.png').is_file()
 
 
+@pytest.mark.slow
 def test_translate_errors(smoke_run, tmp_path, capsys):
   workdir, _ = smoke_run
   img = tmp_path / 'x.png'
@@ -106,6 +109,7 @@ def test_translate_errors(smoke_run, tmp_path, capsys):
   _one_line_error(grid, '--style-grid needs a style-controlled translator; task cyclegan')
 
 
+@pytest.mark.slow
 def test_translate_never_overwrites_inputs_or_merges_outputs(smoke_run, tmp_path, capsys):
   """Promise: translate writes nothing when an output would replace an input image or
   when two inputs would share one output name (it used to do both silently)."""

@@ -129,6 +129,7 @@ def test_lr_multipliers_scale_matching_parameters_only():
                          ('gen', 'disc'))
 
 
+@pytest.mark.slow
 def test_lr_mult_reaches_the_step():
   # DCGAN's G under SGD: parameters of a multiplier-0 layer do not move, the rest do.
   c = _config(**{'optimizer.name': 'sgd', 'optimizer.lr': 0.01,
@@ -185,6 +186,7 @@ def test_ema_beta_by_hand():
                               rampup=0.0)) == pytest.approx(0.99)
 
 
+@pytest.mark.slow
 def test_ema_follows_its_formula_and_serves_inference():
   c = _config(**{'ema.decay': 0.9})
   task = make_task(c, 10)
@@ -225,6 +227,7 @@ def test_r1_is_the_squared_input_gradient_norm():
   assert float(losses.squared_gradient_norm(d, x)) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['r1', 'r2'])
 def test_penalty_every_step_adds_gamma_over_two(kind):
   out = {}
@@ -245,6 +248,7 @@ def _step_keys(c):
       task.init_state, jax.random.PRNGKey(0)), _batch(c))[1])
 
 
+@pytest.mark.slow
 def test_lazy_penalty_runs_on_its_schedule_and_only_moves_d():
   c = _config(**{'loss.gp': 'r1', 'loss.gp_every': 3, 'loss.lambda_gp': 2.0})
   task = make_task(c, 10)
@@ -359,6 +363,7 @@ def test_networks_with_several_inputs_initialise_from_example_inputs():
     assert all(isinstance(args, tuple) for args in inputs.values())
 
 
+@pytest.mark.slow
 def test_registry_builds_any_signature_and_names_the_valid_ones():
   g = models.make('dcgan_generator', image_size=16, channels=1, ngf=4)
   variables = g.init(jax.random.PRNGKey(0), jnp.zeros((1, 8)), train=False)
@@ -370,6 +375,7 @@ def test_registry_builds_any_signature_and_names_the_valid_ones():
 # -- inference without training state ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_inference_restore_needs_no_optimizer_and_no_data(tmp_path):
   c = _config(**{'train.num_steps': 2, 'train.sample_every': 0, 'ema.decay': 0.5})
   state = train.train_and_evaluate(c, tmp_path)

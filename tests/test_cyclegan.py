@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxgan import config as config_lib
 from jaxgan.tasks import make_task
@@ -23,6 +24,7 @@ def _batch(size=32, n=2):
   return {'a': jnp.asarray(a), 'b': jnp.asarray(-a[..., ::-1])}
 
 
+@pytest.mark.slow
 def test_step_lowers_losses_on_a_fixed_batch():
   task = make_task(_smoke(**{'optimizer.lr': 1e-3}), steps_per_epoch=100)
   state = task.init_state(jax.random.PRNGKey(0))
@@ -44,6 +46,7 @@ def test_step_lowers_losses_on_a_fixed_batch():
   assert int(state.aux['pool_A'].count) == 3
 
 
+@pytest.mark.slow
 def test_weights_of_the_objective():
   # lambda_identity = 0 zeroes the identity terms; lambda_cycle scales cycle terms.
   batch = _batch()
@@ -58,6 +61,7 @@ def test_weights_of_the_objective():
                              2 * float(out[5.0]['loss_cycle_A']), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_wgangp_penalty_reaches_the_discriminators_only():
   batch = _batch()
   params = {}
@@ -74,6 +78,7 @@ def test_wgangp_penalty_reaches_the_discriminators_only():
   assert not all(jax.tree.leaves(jax.tree.map(same, params[0.0]['D_A'], params[10.0]['D_A'])))
 
 
+@pytest.mark.slow
 def test_sample_columns_and_bfloat16():
   task = make_task(_smoke(dtype='bfloat16'), 10)
   state = task.init_state(jax.random.PRNGKey(0))

@@ -316,6 +316,7 @@ print('OK')
 '''
 
 
+@pytest.mark.slow
 def test_sharded_placement_on_4_devices():
   env = subprocess_env(XLA_FLAGS='--xla_force_host_platform_device_count=4')
   out = subprocess.run([PYTHON, '-c', MULTI_DEVICE], cwd=REPO, env=env,

@@ -40,6 +40,7 @@ def _step_inputs(task, state, batch_size):
   return jax.random.normal(k_z, (batch_size, task.latent_dim))
 
 
+@pytest.mark.slow
 def test_update_order_and_losses():
   task = make_task(_smoke(), steps_per_epoch=10)
   state = task.init_state(jax.random.PRNGKey(0))

@@ -130,6 +130,7 @@ def test_init_statistics():
 # --- forward ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('size,channels', [(8, 1), (32, 1), (64, 3)])
 def test_shapes_and_ranges(size, channels):
   g, d = _pair(size, channels, 4)

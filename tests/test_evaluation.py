@@ -27,6 +27,7 @@ def _config(experiment, **overrides):
   return c
 
 
+@pytest.mark.slow
 def test_paired_scores_compare_each_output_with_its_own_target():
   require(WEIGHTS, 'the FID Inception weights')
   c = _config('pix2pix:smoke', **{'data.direction': 'BtoA'})
@@ -50,6 +51,7 @@ def test_paired_scores_compare_each_output_with_its_own_target():
   assert 0 < results['ssim_BtoA'] < 1
 
 
+@pytest.mark.slow
 def test_dcgan_fid_of_samples_through_jaxgan_evaluate(tmp_path, capsys, caplog):
   require(WEIGHTS, 'the FID Inception weights')
   c = _config('dcgan:smoke', **{'train.sample_every': 0})

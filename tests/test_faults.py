@@ -58,6 +58,10 @@ def _assert_same_state(a, b):
     assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb)), field
 
 
+# The users of each module fixture below are one xdist group: spread over both
+# workers (or interleaved with other modules' tests) they built it once per worker,
+# and again after each interruption (measured: `two_steps` 77 s + 71 s, set up on
+# both workers at once).
 @pytest.fixture(scope='module')
 def straight(tmp_path_factory):
   """The state after 6 uninterrupted steps: what every recovery must reach."""
@@ -113,6 +117,8 @@ def _snapshot(workdir):
           if p.is_file() and p.name != workdir_lib.LOCK_FILE}
 
 
+@pytest.mark.xdist_group('faults_two_steps')
+@pytest.mark.slow
 @pytest.mark.parametrize('experiment,overrides,expected', [
     ('cyclegan:smoke', {'model.ngf': 16}, 'model.ngf 8 -> 16'),
     ('cyclegan:smoke', {'data.image_size': 64, 'data.load_size': 64},
@@ -131,6 +137,8 @@ def test_resume_of_another_model_is_refused_and_changes_nothing(two_steps, exper
   assert step == 2
 
 
+@pytest.mark.xdist_group('faults_two_steps')
+@pytest.mark.slow
 def test_resume_with_another_state_layout_is_one_line(two_steps):
   """Promise: a change outside the model keys that alters the state (here Adam ->
   SGD) is caught from the checkpoint's own layout, in one line."""
@@ -139,6 +147,7 @@ def test_resume_with_another_state_layout_is_one_line(two_steps):
   _one_line(e.value, 'does not fit this config', 'opt_state')
 
 
+@pytest.mark.slow
 def test_resume_with_another_data_order_needs_consent(tmp_path, caplog):
   """Promise: a changed data order is refused unless allowed, then a warning."""
   _train(tmp_path, **{'train.num_steps': 2})
@@ -167,6 +176,7 @@ def test_second_run_in_a_workdir_is_refused_naming_the_first(tmp_path):
   assert not (tmp_path / 'config.json').exists()
 
 
+@pytest.mark.slow
 def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path, caplog):
   """Promise: a lock left by a process that died (kill -9) is taken over, saying so."""
   (tmp_path / workdir_lib.LOCK_FILE).write_text(json.dumps(
@@ -180,6 +190,7 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path, caplog):
 # -- only finite states are saved -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_exploding_parameters_are_not_checkpointed(tmp_path):
   """Promise: a state with inf parameters is never saved, even when its losses are
   finite (SGD at lr 1e38: finite step-1 losses, inf parameters after it)."""
@@ -191,6 +202,7 @@ def test_exploding_parameters_are_not_checkpointed(tmp_path):
   assert _steps(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_nan_injected_at_a_chosen_step(tmp_path, monkeypatch):
   """Promise: NaN parameters after step 3 stop the run; the checkpoint the error
   calls last good (step 2) is the newest and holds only finite values."""
@@ -217,6 +229,8 @@ def test_nan_injected_at_a_chosen_step(tmp_path, monkeypatch):
 # -- nothing lost -------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group('faults_straight')
+@pytest.mark.slow
 @pytest.mark.parametrize('damage', ['truncated', 'bytes-changed', 'manifest-deleted'])
 def test_corrupt_checkpoint_falls_back_to_the_previous_step(tmp_path, straight, caplog,
                                                             damage):
@@ -251,6 +265,8 @@ def _mount_tmpfs(path, size):
     pytest.skip(f'cannot mount a small tmpfs to fill ({done.stderr.strip()[:200]})')
 
 
+@pytest.mark.xdist_group('faults_straight')
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_resumable(tmp_path, straight):
   """Promise: a full disk during an async save ends the run with one line naming the
   last intact checkpoint; with space freed, the same command reaches the
@@ -330,6 +346,8 @@ KILL_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.xdist_group('faults_straight')
+@pytest.mark.slow
 @pytest.mark.parametrize('point,resumes_from', [
     ('writing', 2), ('committing', 2), ('committed', 4)])
 def test_kill_9_during_an_async_save(tmp_path, straight, caplog, point, resumes_from):
@@ -368,6 +386,7 @@ def test_sigterm_during_startup_stops_cleanly_and_writes_nothing(tmp_path, monke
   assert not (tmp_path / 'w').exists()
 
 
+@pytest.mark.slow
 def test_sigterm_during_sampling_checkpoints_the_next_step(tmp_path, monkeypatch):
   """Promise: SIGTERM while a sample grid is written: the run stops after the next
   step with a checkpoint of it."""
@@ -379,6 +398,7 @@ def test_sigterm_during_sampling_checkpoints_the_next_step(tmp_path, monkeypatch
   assert (tmp_path / 'samples' / 'step_0000002.png').is_file()
 
 
+@pytest.mark.slow
 def test_sigterm_during_evaluation_checkpoints_the_next_step(tmp_path, monkeypatch):
   """Promise: SIGTERM while the evaluators run: the same clean stop."""
   from jaxgan import evaluators
@@ -413,6 +433,7 @@ RESUME_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_restore_on_another_device_count(tmp_path, caplog):
   """Promise: a checkpoint saved with 8 devices restores on 2 and on 1 exactly (the
   saved checksums are verified on restore) and training continues."""

@@ -7,6 +7,7 @@ import logging
 import subprocess
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import PYTHON, REPO, SHARED, require, run_in_process, subprocess_env
@@ -29,6 +30,7 @@ def _folder(path, seed, n=6, size=(40, 32)):
   return path
 
 
+@pytest.mark.slow
 def test_fid_cli_folders_and_stats(tmp_path, capsys):
   weights = require(WEIGHTS, 'the FID Inception weights')
   a = _folder(tmp_path / 'a', 0)
@@ -64,6 +66,7 @@ def test_fid_cli_errors(tmp_path, capsys):
   assert out.returncode == 1 and 'missing.npz' in out.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_fid_in_training_and_evaluate(tmp_path, capsys, caplog):
   weights = require(WEIGHTS, 'the FID Inception weights')
   caplog.set_level(logging.INFO)

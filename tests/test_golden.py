@@ -87,6 +87,7 @@ TOLERANCE = {('cyclegan:smoke', 0, 'grad_norm_gen'): 1e-3,
              ('cyclegan:smoke', 'param_sums'): 1e-4}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('experiment', sorted(GOLDEN))
 def test_two_steps_match_the_pre_refactor_numbers(experiment):
   c = config_lib.get_experiment(experiment)

@@ -56,6 +56,7 @@ def forward(arrays, reference):
   return fc, graph, pytorch_fid
 
 
+@pytest.mark.slow
 def test_reference_pool3_features(reference, forward):
   images, expected = reference
   x = images.astype(np.float32) / 256
@@ -67,6 +68,7 @@ def test_reference_pool3_features(reference, forward):
   assert (err <= 1e-4).all(), f'relative error per image {err}'
 
 
+@pytest.mark.slow
 def test_pytorch_fid_normalisation_is_close_but_not_the_graphs(reference, forward):
   # Documents the finding in the module docstring: 2x/255 - 1 is not what the reference
   # used, and moves the features by a few 1e-3.
@@ -75,6 +77,7 @@ def test_pytorch_fid_normalisation_is_close_but_not_the_graphs(reference, forwar
   assert (err > 1e-4).all() and (err < 2e-2).all(), err
 
 
+@pytest.mark.slow
 def test_logits_from_a_classifier(forward):
   fc, graph, _ = forward
   assert graph['logits'].shape == (4, 1008)

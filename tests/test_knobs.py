@@ -30,6 +30,7 @@ def _task(experiment, **overrides):
   return make_task(c, steps_per_epoch=10), c
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('experiment', EXPERIMENTS)
 def test_knobs_act_in_the_step(experiment):
   task, c = _task(experiment, **{
@@ -61,6 +62,7 @@ def test_knobs_act_in_the_step(experiment):
   assert not np.array_equal(jax.tree.leaves(before[d])[0], jax.tree.leaves(state.params[d])[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('experiment', EXPERIMENTS)
 def test_label_smoothing_and_sgd_change_the_step(experiment):
   # One-sided smoothing (whose formula tests/test_losses.py checks by hand) reaches

@@ -128,6 +128,7 @@ def test_unet_channel_schedule():
 # --- shapes -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resnet_generator_shape_and_range():
   g = models.make_generator('resnet_6blocks', ngf=8)
   x = _rand((2, 32, 32, 3))
@@ -136,6 +137,7 @@ def test_resnet_generator_shape_and_range():
   assert float(jnp.abs(y).max()) <= 1.0
 
 
+@pytest.mark.slow
 def test_unet_128_shape():
   g = models.make_generator('unet_128', ngf=8)
   x = _rand((1, 128, 128, 3))
@@ -153,6 +155,7 @@ def test_big_generator_shapes(name, size):
   assert y.shape == (2, size, size, 1) and y.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_basic_discriminator_patch_sizes():
   d = models.make_discriminator('basic', ndf=8)
   x = _rand((2, 32, 32, 3))
@@ -248,6 +251,7 @@ def test_reflect_pad_values():
        [4, 3, 4, 5, 4]])
 
 
+@pytest.mark.slow
 def test_init_statistics():
   d = models.make_discriminator('basic', ndf=64, norm='batch')
   v = _init(d, jnp.zeros((1, 32, 32, 3)))
@@ -320,6 +324,7 @@ def test_discriminator_batch_stats_update_in_train_mode():
   assert not np.allclose(before, after)
 
 
+@pytest.mark.slow
 def test_unet_dropout_only_in_train_mode():
   g = models.make_generator('unet_128', ngf=4, use_dropout=True)
   x = _rand((1, 128, 128, 3))
@@ -333,6 +338,7 @@ def test_unet_dropout_only_in_train_mode():
   np.testing.assert_array_equal(c, g.apply(v, x, train=False))
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_params_and_outputs():
   g = models.make_generator('resnet_6blocks', ngf=8, norm='batch',
                             dtype=jnp.bfloat16)
@@ -391,6 +397,7 @@ def test_count_params():
   assert models.count_params(tree) == 21
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('x_shape,w_shape,stride,padding,method', [
     ((1, 64, 64, 16), (3, 3, 16, 32), 1, ((1, 1), (1, 1)), 'taps'),
     ((2, 128, 130, 16), (4, 4, 16, 24), 2, ((1, 1), (1, 1)), 'taps'),

@@ -15,6 +15,7 @@ def _rows(stdout: str) -> dict[str, int]:
   return {name.strip(): int(n.strip().replace(',', '')) for name, n in rows}
 
 
+@pytest.mark.slow
 def test_cyclegan_reference_counts_from_the_command_line():
   out = subprocess.run([PYTHON, '-m', 'jaxgan.params', '--experiment', 'cyclegan'],
                        cwd=REPO, env=subprocess_env(), capture_output=True, text=True,

@@ -47,6 +47,7 @@ def _deterministic(**overrides):
                    'model.test_batch_stats': False, **overrides})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('direction', ['AtoB', 'BtoA'])
 def test_objective_direction_and_update_order(direction):
   task = make_task(_deterministic(**{'data.direction': direction}), steps_per_epoch=10)
@@ -74,6 +75,7 @@ def test_objective_direction_and_update_order(direction):
   assert float(m['loss_D']) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_default_task_learns_a_fixed_pair():
   # Batch norm, dropout, a conditional D: G fits a fixed pair within a few steps.
   batch = _batch()
@@ -88,6 +90,7 @@ def test_default_task_learns_a_fixed_pair():
   assert history[-1] < 0.8 * history[0], history
 
 
+@pytest.mark.slow
 def test_batch_norm_state_and_test_time_modes():
   task = make_task(_smoke(), steps_per_epoch=10)
   state = task.init_state(jax.random.PRNGKey(0))
@@ -116,6 +119,7 @@ def test_batch_norm_state_and_test_time_modes():
   np.testing.assert_array_equal(cols[2], batch['b'])
 
 
+@pytest.mark.slow
 def test_pixelgan_and_bad_config():
   task = make_task(_smoke(**{'model.discriminator': 'pixel'}), steps_per_epoch=10)
   state = task.init_state(jax.random.PRNGKey(0))

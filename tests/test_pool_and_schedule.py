@@ -44,6 +44,7 @@ def test_pool_full_swaps_half_the_time():
   assert 0.4 < swaps / n < 0.6
 
 
+@pytest.mark.slow
 def test_pool_sequential_within_batch():
   # Size 1, batch [5, 6]: 5 fills the pool and is returned; 6 either passes through or
   # is swapped with 5 — the second image sees the pool the first one left.

@@ -47,6 +47,7 @@ def test_reference_defaults_and_lazy_schedules():
   assert (c.ema.half_life_images, c.ema.rampup) == (10000.0, 0.05)
 
 
+@pytest.mark.slow
 def test_smoke_steps_move_what_they_should():
   c = _config()
   task = make_task(c, steps_per_epoch=10)
@@ -75,6 +76,7 @@ def test_smoke_steps_move_what_they_should():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_truncation_and_style_mixing():
   c = _config()
   task = make_task(c, steps_per_epoch=10)
@@ -121,6 +123,7 @@ def stylegan_run(tmp_path_factory):
   return workdir, state
 
 
+@pytest.mark.slow
 def test_sample_cli(stylegan_run, tmp_path, capsys):
   workdir, _ = stylegan_run
   assert (workdir / 'samples' / 'step_0000004.png').is_file()
@@ -156,6 +159,7 @@ def test_sample_cli(stylegan_run, tmp_path, capsys):
     assert out.returncode == 1 and pattern in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 def test_sample_cli_on_dcgan_and_translation_tasks(tmp_path, capsys):
   train.train_and_evaluate(_config('dcgan:smoke', **{'train.num_steps': 2,
                                                      'train.sample_every': 0}),

@@ -328,6 +328,7 @@ def test_noise_modes(tiny_g):
 # --- shapes -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('res', [8, 16])
 @pytest.mark.parametrize('synthesis', ['modulated', 'adain'])
 def test_generator_shapes(res, synthesis):

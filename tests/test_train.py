@@ -38,6 +38,7 @@ LAZY_EMA = {'ema.half_life_images': 40.0, 'ema.rampup': 0.5, 'loss.gp': 'r1',
 # Every task's smoke run (found in the registry: a new task is covered without an edit
 # here; stylegan:smoke has its EMA and lazy R1 and path-length steps), and DCGAN with
 # an EMA and a lazy R1 added.
+@pytest.mark.slow
 @pytest.mark.parametrize('experiment,extra', [
     *((f'{name}:smoke', {}) for name in tasks.available()), ('dcgan:smoke', LAZY_EMA)],
     ids=[*tasks.available(), 'dcgan-ema-lazy-r1'])
@@ -66,6 +67,7 @@ def test_resume_is_bit_exact(tmp_path, experiment, extra):
   assert ckpt.all_steps() == [3, 6]
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   real_step = cyclegan.CycleGAN.train_step
 
@@ -84,6 +86,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   assert ckpt.all_steps() == [2]
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_zero(tmp_path):
   cmd = [PYTHON, '-m', 'jaxgan.main', '--experiment', 'cyclegan:smoke', '--workdir',
          str(tmp_path), '--config.train.num_steps=100000',
@@ -111,6 +114,7 @@ def test_sigterm_checkpoints_and_exits_zero(tmp_path):
   assert f'Resuming from checkpoint at step {steps[0]}' in out.stderr
 
 
+@pytest.mark.slow
 def test_a_few_steps_on_real_maps(tmp_path):
   maps = require(MAPS, 'the maps dataset')
   config = _smoke(**{'data.source': f'aligned:{maps}', 'data.image_size': 32,

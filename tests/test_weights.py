@@ -172,6 +172,7 @@ def test_no_weights_is_one_clear_line(tmp_path, monkeypatch):
     weights.default_weights_path()
 
 
+@pytest.mark.slow
 def test_cli_imports_a_local_file_into_the_cache(shared_npz, tmp_path, monkeypatch):
   """`python -m jaxgan.metrics.weights --file PATH`, as the error above suggests: the
   converted copy lands where the default lookup finds it."""
