@@ -90,8 +90,8 @@ def recording_init(self, *args, **kwargs):
          steps_per_epoch=self.steps_per_epoch)
 
 step_indices = pipeline.BatchStream._step_indices
-def recording_step_indices(self):
-  for rows in step_indices(self):
+def recording_step_indices(self, step):
+  for rows in step_indices(self, step):
     note(epoch=int(rows[0, 2]), positions=rows[:, 3].tolist())
     yield rows
 
