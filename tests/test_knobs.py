@@ -56,7 +56,9 @@ def test_knobs_act_in_the_step(experiment):
   assert float(m['grad_norm_gen']) > CLIP and float(m['grad_norm_disc']) > CLIP
   bound = CLIP * (1 - 0.5) * (1 + 0.5 + 0.5 ** 2)
   for group in ('gen', 'disc'):
-    mu = state.opt_state[group][1].mu  # (clip, Adam's moments, rate)
+    # The chain is (clip, [weight decay,] Adam's moments, rate, ...): Adam's state is
+    # the one with moments.
+    mu = next(s for s in state.opt_state[group] if hasattr(s, 'mu')).mu
     assert float(optax.global_norm(mu)) <= bound + 1e-6, group
   d = task.DISCRIMINATORS[0]
   assert not np.array_equal(jax.tree.leaves(before[d])[0], jax.tree.leaves(state.params[d])[0])
