@@ -68,6 +68,10 @@ def _batched(fn, batch, *arrays):
 
 def main(argv):
   args = parse_args(argv)
+  weights_path = None
+  if args.fid:  # found (or refused) before any work
+    from jaxgan.metrics import weights
+    weights_path = weights.default_weights_path()
   config, model, step, found, where = _translators(Path(args.workdir))
   ab, ba = found['AtoB'], found['BtoA']
   if ab.style is None:
@@ -124,8 +128,8 @@ def main(argv):
   rows.append(('random styles: std of fitted fg over outputs', got_fg.std(0).mean()))
   rows.append(('real palettes: std of fg', fg.std(0).mean()))
   if args.fid:
-    from jaxgan.metrics import features, weights
-    extractor = features.Extractor(features.load_variables(weights.default_weights_path()),
+    from jaxgan.metrics import features
+    extractor = features.Extractor(features.load_variables(weights_path),
                                    batch_size=args.batch)
     to_uint8 = lambda x: np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
     fake = extractor(iter(to_uint8(styled)))['pool3']
