@@ -190,12 +190,18 @@ def scale_by_rate(rate: Callable) -> optax.GradientTransformationExtraArgs:
   return optax.GradientTransformationExtraArgs(init, update)
 
 
+def lazy_correction(lazy_interval: int) -> float:
+  """c = k / (k + 1) for a group a lazy regulariser also updates every k > 1 steps
+  (Karras et al. 2020); 1 otherwise."""
+  return lazy_interval / (lazy_interval + 1.0) if lazy_interval > 1 else 1.0
+
+
 def group_rate(schedule: Callable, lazy_interval: int = 1) -> Callable:
   """step -> the rate a group's update applies: the schedule, times the lazy
-  correction c = k / (k + 1) for a group a lazy regulariser updates every k > 1 steps."""
+  correction (`lazy_correction`)."""
   if lazy_interval <= 1:
     return schedule
-  c = lazy_interval / (lazy_interval + 1.0)
+  c = lazy_correction(lazy_interval)
   return lambda step: c * schedule(step)
 
 
@@ -207,7 +213,7 @@ def make_optimizer(settings: dict, schedule: Callable,
   training step the rate is read at (see `scale_by_rate`). `lazy_interval` k > 1
   applies the lazy-regularisation correction c = k / (k + 1) to the rate and to the
   betas (momentum). The same arithmetic as optax.adam / optax.sgd."""
-  c = lazy_interval / (lazy_interval + 1.0) if lazy_interval > 1 else 1.0
+  c = lazy_correction(lazy_interval)
   parts = []
   if settings['clip_norm']:
     parts.append(optax.clip_by_global_norm(settings['clip_norm']))
