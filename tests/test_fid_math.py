@@ -49,6 +49,42 @@ def test_fid_singular_covariances_are_handled():
   assert np.isfinite(value) and value > 0
 
 
+def test_fid_trace_equals_scipy_sqrtm_on_full_rank_statistics():
+  # pytorch-fid's own computation of the cross term: tr(sqrtm(sigma1 @ sigma2)).
+  from scipy import linalg
+  rng = np.random.default_rng(4)
+  x, y = rng.normal(size=(300, 40)), rng.normal(size=(300, 40)) @ rng.normal(size=(40, 40))
+  (mu1, s1), (mu2, s2) = feature_scores.statistics(x), feature_scores.statistics(y)
+  expected = (np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
+              - 2 * np.trace(linalg.sqrtm(s1 @ s2)).real)
+  assert feature_scores.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected,
+                                                                            rel=1e-9)
+
+
+def test_fid_of_singular_covariances_against_the_exact_value():
+  # 8 images in 256 dimensions (rank-7 covariances). With sigma1 = A'A, sigma2 = B'B (A,
+  # B the centred features / sqrt(n - 1)), sigma1 sigma2 has the nonzero eigenvalues of
+  # (A B')(A B')', so tr(sqrt(sigma1 sigma2)) is the sum of the singular values of the
+  # 8 x 8 matrix A B' (exact to rounding). A 256-wide root of a singular product can
+  # only get this to ~1e-7 of the traces (scipy's sqrtm, pytorch-fid's way, included).
+  rng = np.random.default_rng(5)
+  x, y = rng.normal(size=(8, 256)) * 10, rng.normal(size=(8, 256)) * 10 + 0.5
+  (mu1, s1), (mu2, s2) = feature_scores.statistics(x), feature_scores.statistics(y)
+  a, b = (x - mu1) / np.sqrt(7), (y - mu2) / np.sqrt(7)
+  cross = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+  expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * cross
+  got = feature_scores.frechet_distance(mu1, s1, mu2, s2)
+  assert got == pytest.approx(expected, abs=1e-7 * (np.trace(s1) + np.trace(s2)))
+
+
+def test_fid_refuses_what_is_not_a_covariance():
+  mu, sigma = np.zeros(3), np.diag([1.0, 2.0, 3.0])
+  with pytest.raises(JaxganError, match='sigma2 is not positive semi-definite'):
+    feature_scores.frechet_distance(mu, sigma, mu, np.diag([1.0, -2.0, 3.0]))
+  with pytest.raises(JaxganError, match='sigma1 is not symmetric'):
+    feature_scores.frechet_distance(mu, np.triu(np.ones((3, 3))), mu, sigma)
+
+
 def test_kid_zero_for_same_distribution_and_positive_otherwise():
   rng = np.random.default_rng(3)
   x, y = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))

@@ -1,9 +1,14 @@
 """The statistics behind FID, KID and the Inception Score, in float64 NumPy.
 
 Each follows the implementation whose numbers users compare against:
-  * FID: pytorch-fid's `calculate_frechet_distance` (scipy `sqrtm` of sigma1·sigma2; a
-    non-finite root retried with 1e-6 added to both diagonals; a complex root accepted
-    when its diagonal's imaginary part is below 1e-3, and its real part used);
+  * FID: pytorch-fid's `calculate_frechet_distance`, d² = |mu1 - mu2|² + tr(sigma1) +
+    tr(sigma2) - 2 tr(sqrt(sigma1·sigma2)). pytorch-fid takes the last trace from scipy's
+    `sqrtm` of the (non-symmetric) product; here it is the sum of the square roots of
+    the eigenvalues of the symmetric r·sigma2·r, r = sqrt(sigma1), which has the same
+    eigenvalues as sigma1·sigma2 (two symmetric eigendecompositions: ~6x faster at
+    2048², equal to sqrtm's trace to ~1e-9 relative on full-rank statistics; on the
+    singular covariances of fewer images than dimensions both are off the exact value by
+    ~1e-7 of the traces, this one by less, measured in tests/test_fid_math.py);
   * KID: the unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y/d + 1)³
     over random subsets (Bińkowski et al. 2018; subset sampling as clean-fid's
     `kernel_distance`), reported as the mean and standard deviation over subsets;
@@ -13,11 +18,9 @@ Statistics (mu, sigma) are saved as `.npz` files with those two keys, the format
 pytorch-fid reads and writes.
 """
 
-import logging
 from pathlib import Path
 
 import numpy as np
-from scipy import linalg
 
 from jaxgan.errors import JaxganError
 
@@ -30,24 +33,42 @@ def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+def frechet_distance(mu1, sigma1, mu2, sigma2, tol: float = 1e-6) -> float:
   mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
   sigma1 = np.atleast_2d(sigma1).astype(np.float64)
   sigma2 = np.atleast_2d(sigma2).astype(np.float64)
   if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
     raise JaxganError(f'statistics differ in dimension: {mu1.shape} vs {mu2.shape}')
   diff = mu1 - mu2
-  covmean = linalg.sqrtm(sigma1.dot(sigma2))
-  if not np.isfinite(covmean).all():
-    logging.warning('FID: singular product of covariances; adding %g to the diagonals', eps)
-    offset = np.eye(sigma1.shape[0]) * eps
-    covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-  if np.iscomplexobj(covmean):
-    if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-      raise JaxganError(f'FID: the covariance square root has an imaginary component of '
-                        f'{np.max(np.abs(covmean.imag)):.3g}')
-    covmean = covmean.real
-  return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+  root1 = _psd_sqrt(sigma1, 'sigma1', tol)
+  _check_symmetric(sigma2, 'sigma2', tol)
+  product = root1 @ sigma2 @ root1
+  eigenvalues = np.linalg.eigvalsh((product + product.T) / 2)
+  if eigenvalues.min() < -tol * max(eigenvalues.max(), 1e-300):  # sigma2 is not PSD
+    raise JaxganError(f'FID: sigma2 is not positive semi-definite (not a covariance '
+                      f'matrix; sqrt(sigma1)·sigma2·sqrt(sigma1) has eigenvalue '
+                      f'{eigenvalues.min():.3g})')
+  trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+  return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
+
+
+def _check_symmetric(sigma: np.ndarray, name: str, tol: float) -> None:
+  if not np.isfinite(sigma).all():
+    raise JaxganError(f'FID: {name} has non-finite entries')
+  if np.max(np.abs(sigma - sigma.T)) > tol * max(np.max(np.abs(sigma)), 1e-300):
+    raise JaxganError(f'FID: {name} is not symmetric (not a covariance matrix)')
+
+
+def _psd_sqrt(sigma: np.ndarray, name: str, tol: float) -> np.ndarray:
+  """The symmetric square root of a covariance; one-line error for a matrix that is not
+  one (not symmetric, or an eigenvalue below -tol·the largest: rounding leaves tiny
+  negative eigenvalues, which count as 0)."""
+  _check_symmetric(sigma, name, tol)
+  w, v = np.linalg.eigh(sigma)
+  if w.min() < -tol * max(w.max(), 1e-300):
+    raise JaxganError(f'FID: {name} is not positive semi-definite (eigenvalue '
+                      f'{w.min():.3g}; not a covariance matrix)')
+  return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
 def kernel_inception_distance(features1, features2, *, num_subsets: int = 100,
