@@ -20,7 +20,7 @@ from jaxgan.tasks import make_task
 from jaxgan.tasks.base import Sampler, Translator
 from jaxgan.tasks.nets import Nets
 
-from conftest import experiment_config, random_batch
+from conftest import experiment_config, init_state, random_batch
 
 
 def _config(experiment='dcgan:smoke', **overrides):
@@ -135,7 +135,7 @@ def test_lr_mult_reaches_the_step():
   c = _config(**{'optimizer.name': 'sgd', 'optimizer.lr': 0.01,
                  'optimizer.groups.gen.lr_mult': 'G/conv_0/.*=0.0'})
   task = make_task(c, 10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   new, _ = jax.jit(task.train_step)(state, _batch(c))
   frozen = ['conv_0']
   assert frozen, list(state.params['G'])
@@ -191,7 +191,7 @@ def test_ema_follows_its_formula_and_serves_inference():
   c = _config(**{'ema.decay': 0.9})
   task = make_task(c, 10)
   assert task.ema_networks == ('G',)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   assert set(state.ema_params) == {'G'}
   steps = task.step_functions()
   assert list(steps) == ['main', 'ema']  # the EMA last in the iteration
@@ -211,8 +211,7 @@ def test_ema_follows_its_formula_and_serves_inference():
   live = make_task(c, 10).generate_samples(new, z, 2)
   assert not np.allclose(live, ema_g)
   with pytest.raises(JaxganError, match=r'ema.networks: unknown network\(s\) H'):
-    make_task(_config(**{'ema.decay': 0.9, 'ema.networks': 'H'}), 10).init_state(
-        jax.random.PRNGKey(0))
+    init_state(make_task(_config(**{'ema.decay': 0.9, 'ema.networks': 'H'}), 10))
 
 
 # -- gradient penalties and lazy steps --------------------------------------------
@@ -234,7 +233,7 @@ def test_penalty_every_step_adds_gamma_over_two(kind):
   for gamma in (0.0, 4.0):
     c = _config(**{'loss.gp': kind, 'loss.lambda_gp': gamma})
     task = make_task(c, 10)
-    _, m = jax.jit(task.train_step)(task.init_state(jax.random.PRNGKey(0)), _batch(c))
+    _, m = jax.jit(task.train_step)(init_state(task), _batch(c))
     out[gamma] = m
   assert float(out[4.0]['loss_gp']) > 0
   assert float(out[4.0]['loss_D'] - out[0.0]['loss_D']) == pytest.approx(
@@ -404,4 +403,4 @@ def test_translators_name_their_domains():
   (name, p), = make_task(c).predictors().items()
   assert (name, p.source, p.target) == ('BtoA', 'b', 'a')
   with pytest.raises(JaxganError, match='built for inference'):
-    make_task(c).init_state(jax.random.PRNGKey(0))
+    init_state(make_task(c))

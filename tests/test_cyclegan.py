@@ -8,6 +8,8 @@ import pytest
 from jaxgan import config as config_lib
 from jaxgan.tasks import make_task
 
+from conftest import init_state
+
 
 def _smoke(**overrides):
   c = config_lib.get_experiment('cyclegan:smoke')
@@ -27,7 +29,7 @@ def _batch(size=32, n=2):
 @pytest.mark.slow
 def test_step_lowers_losses_on_a_fixed_batch():
   task = make_task(_smoke(**{'optimizer.lr': 1e-3}), steps_per_epoch=100)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   step = jax.jit(task.train_step)
   batch = _batch()
   history = []
@@ -53,7 +55,7 @@ def test_weights_of_the_objective():
   out = {}
   for lam in (10.0, 5.0):
     task = make_task(_smoke(**{'loss.lambda_cycle': lam, 'loss.lambda_identity': 0.0}), 10)
-    state = task.init_state(jax.random.PRNGKey(0))
+    state = init_state(task)
     _, m = jax.jit(task.train_step)(state, batch)
     out[lam] = m
     assert float(m['loss_idt_A']) == 0.0 and float(m['loss_idt_B']) == 0.0
@@ -67,7 +69,7 @@ def test_wgangp_penalty_reaches_the_discriminators_only():
   params = {}
   for lam in (0.0, 10.0):
     task = make_task(_smoke(**{'loss.gan_mode': 'wgangp', 'loss.lambda_gp': lam}), 10)
-    state = task.init_state(jax.random.PRNGKey(0))
+    state = init_state(task)
     state, m = jax.jit(task.train_step)(state, batch)
     assert float(m['loss_gp_A']) > 0 and float(m['loss_gp_B']) > 0
     params[lam] = state.params
@@ -81,7 +83,7 @@ def test_wgangp_penalty_reaches_the_discriminators_only():
 @pytest.mark.slow
 def test_sample_columns_and_bfloat16():
   task = make_task(_smoke(dtype='bfloat16'), 10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   leaves = jax.tree.leaves(state.params)
   assert all(x.dtype == jnp.float32 for x in leaves)
   state, m = jax.jit(task.train_step)(state, _batch())

@@ -11,6 +11,8 @@ from jaxgan.errors import JaxganError
 from jaxgan.tasks import make_task
 from jaxgan.tasks.nets import Nets
 
+from conftest import init_state
+
 
 def _smoke(**overrides):
   c = config_lib.get_experiment('dcgan:smoke')
@@ -43,7 +45,7 @@ def _step_inputs(task, state, batch_size):
 @pytest.mark.slow
 def test_update_order_and_losses():
   task = make_task(_smoke(), steps_per_epoch=10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   real = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 1)),
                      jnp.float32)
   z = _step_inputs(task, state, 4)
@@ -68,7 +70,7 @@ def test_update_order_and_losses():
 
 def test_fixed_noise_grid_and_samples():
   task = make_task(_smoke(), steps_per_epoch=10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   cols = task.sample(state, batch=None)
   assert len(cols) == 2  # smoke: a 2x2 grid
   assert all(col.shape == (2, 16, 16, 1) for col in cols)

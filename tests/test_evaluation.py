@@ -12,7 +12,7 @@ from jaxgan import config as config_lib, evaluate, evaluators, images, runs, tra
 from jaxgan.errors import JaxganError
 from jaxgan.tasks import make_task
 
-from conftest import SHARED, require
+from conftest import SHARED, init_state, require
 
 WEIGHTS = SHARED / 'fid' / 'fid_inception_v3_2015-12-05_params.npz'
 
@@ -32,7 +32,7 @@ def test_paired_scores_compare_each_output_with_its_own_target():
   require(WEIGHTS, 'the FID Inception weights')
   c = _config('pix2pix:smoke', **{'data.direction': 'BtoA'})
   task = make_task(c, steps_per_epoch=1)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   source = runs.open_source(c)
   results = evaluators.make_evaluator(task, source, c, num_images=5)(state)
   assert set(results) == {'fid_BtoA', 'num_images_BtoA', 'l1_BtoA', 'psnr_BtoA',

@@ -12,7 +12,7 @@ import pytest
 from jaxgan import config as config_lib, tasks
 from jaxgan.tasks import make_task
 
-from conftest import random_batch
+from conftest import init_state, random_batch
 
 EXPERIMENTS = [f'{name}:smoke' for name in tasks.available()]
 CLIP = 0.1
@@ -37,7 +37,7 @@ def test_knobs_act_in_the_step(experiment):
       'loss.gan_mode': 'vanilla', 'loss.real_label': 0.9, 'optimizer.groups.disc.lr': 1e-3,
       'optimizer.clip_norm': CLIP, 'train.instance_noise': 0.2,
       'train.instance_noise_steps': 4})
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   before = state.params
   step = jax.jit(task.train_step)
   stds = []
@@ -73,7 +73,7 @@ def test_label_smoothing_and_sgd_change_the_step(experiment):
   for label in (1.0, 0.9):
     task, c = _task(experiment, **{'loss.gan_mode': 'vanilla', 'loss.real_label': label,
                                    'optimizer.name': 'sgd', 'optimizer.lr': 0.01})
-    state = task.init_state(jax.random.PRNGKey(0))
+    state = init_state(task)
     new, m = jax.jit(task.train_step)(state, random_batch(c))
     out[label] = (state, new, m)
   d_key = [k for k in out[1.0][2] if k.startswith('loss_D')][0]

@@ -16,6 +16,8 @@ from jaxgan.errors import JaxganError
 from jaxgan.models import munit
 from jaxgan.tasks import make_task
 
+from conftest import init_state
+
 
 def _config(experiment='munit:smoke', **overrides):
   c = config_lib.get_experiment(experiment)
@@ -199,7 +201,7 @@ def test_step_updates_each_group_from_its_own_loss():
   # recon_x_cyc_w > 0 the cycle terms appear.
   task = make_task(_config(**{'loss.gan_w': 0.0, 'loss.recon_x_cyc_w': 2.0,
                               'optimizer.weight_decay': 0.0}), 10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   new, m = jax.jit(task.train_step)(jax.tree.map(jnp.copy, state), _batch())
   assert all(np.isfinite(float(v)) for v in m.values())
   assert float(m['loss_D']) == 0.0 and float(m['loss_adv_A']) == 0.0
@@ -220,7 +222,7 @@ def test_step_updates_each_group_from_its_own_loss():
 
 def test_losses_go_down_on_a_fixed_batch():
   task = make_task(_config(**{'optimizer.lr': 1e-3}), steps_per_epoch=100)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   step = jax.jit(task.train_step)
   batch = _batch()
   history = []
@@ -246,7 +248,7 @@ def test_losses_go_down_on_a_fixed_batch():
 
 def test_predictors_sample_grid_and_styles():
   task = make_task(_config(), 10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   batch = _batch()
   x_a, x_b = batch['a'], batch['b']
   p = task.predictors()

@@ -11,6 +11,8 @@ from jaxgan.errors import JaxganError
 from jaxgan.tasks import make_task
 from jaxgan.tasks.nets import Nets
 
+from conftest import init_state
+
 
 def _smoke(**overrides):
   c = config_lib.get_experiment('pix2pix:smoke')
@@ -51,7 +53,7 @@ def _deterministic(**overrides):
 @pytest.mark.parametrize('direction', ['AtoB', 'BtoA'])
 def test_objective_direction_and_update_order(direction):
   task = make_task(_deterministic(**{'data.direction': direction}), steps_per_epoch=10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   batch = _batch()
   x, y = (batch['a'], batch['b']) if direction == 'AtoB' else (batch['b'], batch['a'])
   fake = task.generate(state, 'G', x)
@@ -80,7 +82,7 @@ def test_default_task_learns_a_fixed_pair():
   # Batch norm, dropout, a conditional D: G fits a fixed pair within a few steps.
   batch = _batch()
   task = make_task(_smoke(**{'optimizer.lr': 1e-3}), steps_per_epoch=100)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   step = jax.jit(task.train_step)
   history = []
   for _ in range(10):
@@ -93,7 +95,7 @@ def test_default_task_learns_a_fixed_pair():
 @pytest.mark.slow
 def test_batch_norm_state_and_test_time_modes():
   task = make_task(_smoke(), steps_per_epoch=10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   batch = _batch(n=2)
   new, _ = jax.jit(task.train_step)(state, batch)
   changed = lambda a, b: not all(np.array_equal(x, y) for x, y in
@@ -122,7 +124,7 @@ def test_batch_norm_state_and_test_time_modes():
 @pytest.mark.slow
 def test_pixelgan_and_bad_config():
   task = make_task(_smoke(**{'model.discriminator': 'pixel'}), steps_per_epoch=10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   out = task.modules['D'].apply({'params': state.params['D'],
                                  'batch_stats': state.batch_stats['D']},
                                 jnp.zeros((1, 64, 64, 6)), train=False)

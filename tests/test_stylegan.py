@@ -14,7 +14,7 @@ from jaxgan.errors import JaxganError
 from jaxgan.state import InferenceState
 from jaxgan.tasks import make_task
 
-from conftest import (PYTHON, REPO, experiment_config, random_batch, run_in_process,
+from conftest import (PYTHON, REPO, experiment_config, init_state, random_batch, run_in_process,
                       subprocess_env)
 
 
@@ -80,7 +80,7 @@ def test_smoke_steps_move_what_they_should():
 def test_truncation_and_style_mixing():
   c = _config()
   task = make_task(c, steps_per_epoch=10)
-  state = task.init_state(jax.random.PRNGKey(0))
+  state = init_state(task)
   w_avg = jnp.linspace(-1, 1, c.model.w_dim)
   model = InferenceState(params=state.params, batch_stats=state.batch_stats,
                          ema_params=state.ema_params, aux={'w_avg': w_avg})
