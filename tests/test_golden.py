@@ -93,7 +93,14 @@ def test_two_steps_match_the_pre_refactor_numbers(experiment):
   c = config_lib.get_experiment(experiment)
   # The loop's own wiring on one CPU device: init from the config's seed, every step
   # function due at the iteration, jitted for the CPU (its conv formulations).
-  trainer = runs.CompiledSteps(make_task(c, steps_per_epoch=10), c, sharding.make_mesh(1))
+  # The epoch length the loop derives (synthetic_size / batch_size: 2 or 4 here; the
+  # numbers were written down with 10): the two steps lie in the first epoch either way,
+  # where the schedules are flat, and with the loop's length the compiled steps are the
+  # ones the loop's tests of the same smoke config compile (one compile, cached).
+  steps_per_epoch = c.data.synthetic_size // c.data.batch_size
+  assert c.data.source == 'synthetic' and steps_per_epoch >= len(GOLDEN[experiment][0])
+  trainer = runs.CompiledSteps(make_task(c, steps_per_epoch=steps_per_epoch), c,
+                               sharding.make_mesh(1))
   state = trainer.init()
   history, param_sums = GOLDEN[experiment]
   for i, expected in enumerate(history):
