@@ -88,7 +88,7 @@ def test_sample_columns_and_bfloat16():
   assert all(x.dtype == jnp.float32 for x in leaves)
   state, m = jax.jit(task.train_step)(state, _batch())
   assert all(np.isfinite(float(v)) for v in m.values())
-  cols = task.sample(state, _batch())
+  cols = jax.jit(task.sample)(state, _batch())
   assert len(cols) == 6  # real A | G(A) | F(G(A)) | real B | F(B) | G(F(B))
   for col in cols:
     assert col.shape == (2, 32, 32, 3) and col.dtype == jnp.float32

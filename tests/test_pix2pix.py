@@ -56,7 +56,7 @@ def test_objective_direction_and_update_order(direction):
   state = init_state(task)
   batch = _batch()
   x, y = (batch['a'], batch['b']) if direction == 'AtoB' else (batch['b'], batch['a'])
-  fake = task.generate(state, 'G', x)
+  fake = jax.jit(lambda s: task.generate(s, 'G', x))(state)  # one compile, not ~100
   old_d = state.params['D']
   new, m = jax.jit(task.train_step)(state, batch)
   # L1 term: lambda_l1 * mean |G(x) - y| of the step's input and target.
@@ -104,15 +104,17 @@ def test_batch_norm_state_and_test_time_modes():
   assert changed(state.batch_stats['D'], new.batch_stats['D'])
   # Reference test mode: each image is normalised by its own statistics, so an
   # image's output does not depend on the others in the batch...
+  # (Jitted as the tools run them: op by op, a U-Net is ~100 small compiles.)
   x = batch['a']
-  together = np.asarray(task.generate(new, 'G', x))
-  alone = np.asarray(task.generate(new, 'G', x[1:]))
+  generate = jax.jit(lambda s, images: task.generate(s, 'G', images))
+  together = np.asarray(generate(new, x))
+  alone = np.asarray(generate(new, x[1:]))
   np.testing.assert_allclose(together[1], alone[0], atol=1e-5)
   # ...and differs from the running-average mode.
-  c = _smoke(**{'model.test_batch_stats': False})
-  running = np.asarray(make_task(c, 10).generate(new, 'G', x))
+  running_task = make_task(_smoke(**{'model.test_batch_stats': False}), 10)
+  running = np.asarray(jax.jit(lambda s: running_task.generate(s, 'G', x))(new))
   assert np.max(np.abs(running - together)) > 1e-3
-  cols = task.sample(new, batch)
+  cols = jax.jit(task.sample)(new, batch)
   # real A | G(A) | real B (the task's sample_columns names, which nothing read, are
   # gone: the columns are checked by value instead).
   assert len(cols) == 3
