@@ -53,14 +53,16 @@ def parse_args(argv):
   p.add_argument('--json', action='store_true',
                  help='one JSON line per setting (the iteration) instead of the table')
   args, rest = p.parse_known_args(argv)
+  if args.steps < 1 or args.warmup < 0:
+    p.error(f'--steps must be >= 1 and --warmup >= 0 (got {args.steps}, {args.warmup})')
   return args, config_lib.parse_overrides(rest)
 
 
 def _time(compiled, state, data, steps, warmup):
   """(median, min, max seconds, final state, metrics) of `steps` timed calls."""
   for _ in range(warmup):
-    state, metrics = compiled(state, data)
-  jax.block_until_ready((state, metrics))
+    state, _ = compiled(state, data)
+  jax.block_until_ready(state)
   times = []
   for _ in range(steps):
     t0 = time.perf_counter()
