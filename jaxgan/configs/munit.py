@@ -7,7 +7,7 @@ edges2shoes split into its two halves):
       --config.data.source=folder:/data/edges2shoes
 CPU demo on coloured MNIST (`colour_mnist:PATH`: gray digits -> digits in any palette,
 both as RGB) from the IDX files in ../shared/datasets/mnist, at 32², narrow networks
-(3000 steps; ~3.3 steps/s on 2 cores measured on the synthetic source, ~15 minutes):
+(3000 steps: 479 s, ~7 steps/s, on the 2-core dev VM, 2026-12-03; BUILD_NOTES):
   python -m jaxgan.main --experiment munit:demo --workdir runs/munit_demo
   python experiments/style_benchmark.py --workdir runs/munit_demo
   python -m jaxgan.translate --workdir runs/munit_demo --direction AtoB \
