@@ -14,8 +14,8 @@ from jaxgan.errors import JaxganError
 from jaxgan.state import InferenceState
 from jaxgan.tasks import make_task
 
-from conftest import (PYTHON, REPO, experiment_config, init_state, random_batch, run_in_process,
-                      subprocess_env)
+from conftest import (PYTHON, REPO, experiment_config, init_state, random_batch,
+                      run_in_process, subprocess_env)
 
 
 def _config(experiment='stylegan:smoke', **overrides):
