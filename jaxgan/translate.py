@@ -101,6 +101,24 @@ def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
   return np.pad(x, ((0, ph), (0, pw), (0, 0)), mode=mode)
 
 
+def pick_translator(task, direction: str | None):
+  """(direction, its `Translator`) of `task`; direction None picks the first that
+  takes a style, else the first. A one-line error for a task without translators or
+  an unknown direction (`translate`, `sample --style-grid` and `export` use it)."""
+  from jaxgan.tasks.base import Translator
+  translators = {n: p for n, p in task.predictors().items() if isinstance(p, Translator)}
+  if not translators:
+    raise JaxganError(f'task {task.config.task} does not translate images (it has no '
+                      'image-to-image generator)')
+  if direction is None:
+    styled = [n for n, p in translators.items() if p.style is not None]
+    direction = (styled or list(translators))[0]
+  if direction not in translators:
+    raise JaxganError(f"direction '{direction}' is not one of "
+                      f"{', '.join(translators)} for task {task.config.task}")
+  return direction, translators[direction]
+
+
 class Generator:
   """A restored translator on uint8 HWC images: `__call__(rgb, styles=None)` ->
   one uint8 HWC image per style (or one with the translator's own fixed style); for
@@ -113,20 +131,8 @@ class Generator:
     import jax
     from jaxgan import runs
     from jaxgan.models import cpu_conv
-    from jaxgan.tasks.base import Translator
     config, task, model, self.step = runs.restore_inference(workdir, step)
-    translators = {n: p for n, p in task.predictors().items()
-                   if isinstance(p, Translator)}
-    if not translators:
-      raise JaxganError(f'task {config.task} does not translate images (it has no '
-                        'image-to-image generator)')
-    if direction is None:
-      styled = [n for n, p in translators.items() if p.style is not None]
-      direction = (styled or list(translators))[0]
-    if direction not in translators:
-      raise JaxganError(f"direction '{direction}' is not one of "
-                        f"{', '.join(translators)} for task {config.task}")
-    predictor = translators[direction]
+    direction, predictor = pick_translator(task, direction)
     self.task, self.model, self.predictor = task, model, predictor
     self.direction, self.style = direction, predictor.style
     if style_for:
