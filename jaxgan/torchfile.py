@@ -7,12 +7,15 @@ the FID Inception weights (`jaxgan.metrics.weights`) are one user, other network
 checkpoints are read the same way.
 
   read_torch_file(path) -> {'dotted.name': ndarray}   nested state dicts flattened
+  read_pickle(path, classes) -> object               a plain pickle of objects holding
+                                                     tensors (e.g. a stylegan2-ada
+                                                     snapshot), tensors as ndarrays
   sniff(head) -> 'zip' | 'legacy' | None             the container, guessed from the
                                                      file's first bytes
 
 Pickles are read with a restricted unpickler: only tensor/storage reconstruction,
-containers and (in TorchScript archives) `__torch__` objects are allowed; any other
-pickled global is refused and nothing in the file is executed. Failures are
+containers and (in TorchScript archives) `__torch__` objects are allowed (plus, for `read_pickle`, the stand-ins its caller names);
+any other pickled global is refused and nothing in the file is executed. Failures are
 `JaxganError`s whose message starts with the file's path.
 """
 
@@ -177,6 +180,37 @@ def _torch_device(*args):
   return str(args[0]) if args else 'cpu'
 
 
+def _load_from_bytes(data):
+  """`torch.storage._load_from_bytes`: a storage pickled inside a plain pickle (how
+  `pickle.dump` stores a tensor's storage) is a whole legacy `torch.save` of it."""
+  if not isinstance(data, bytes):
+    raise JaxganError('malformed pickle: bad storage bytes')
+  storage = _read_legacy(io.BytesIO(data))
+  if not isinstance(storage, _Storage):
+    raise JaxganError('malformed pickle: pickled storage bytes hold no storage')
+  return storage
+
+
+_NUMPY_KINDS = 'biufc?'  # numeric and bool dtypes only: no object arrays
+
+
+def _numpy_dtype(name, *_):
+  try:
+    dtype = np.dtype(name)
+  except TypeError:
+    raise JaxganError(f'malformed pickle: bad numpy dtype {name!r}') from None
+  if dtype.kind not in _NUMPY_KINDS:
+    raise JaxganError(f'refusing numpy dtype {name!r}')
+  return dtype
+
+
+def _numpy_scalar(dtype, data=None):
+  if not isinstance(dtype, np.dtype) or dtype.kind not in _NUMPY_KINDS or not isinstance(
+      data, bytes) or len(data) != dtype.itemsize:
+    raise JaxganError('malformed pickle: bad numpy scalar')
+  return np.frombuffer(data, dtype)[0]
+
+
 _TENSOR_TYPE = object()
 
 _ALLOWED = {  # the only globals a checkpoint pickle may use (module, name) -> safe stand-in
@@ -201,19 +235,29 @@ _ALLOWED = {  # the only globals a checkpoint pickle may use (module, name) -> s
     **{('torch', name): _DType(name) for name in _DTYPES},
 }
 
+# What a plain pickle of tensors (`pickle.dump`, not `torch.save`) adds: storages as
+# embedded `torch.save` bytes, and numpy scalars (numeric only).
+_PLAIN_PICKLE = {
+    ('torch.storage', '_load_from_bytes'): _load_from_bytes,
+    ('numpy', 'dtype'): _numpy_dtype,
+    ('numpy.core.multiarray', 'scalar'): _numpy_scalar,
+    ('numpy._core.multiarray', 'scalar'): _numpy_scalar,
+}
+
 
 class _SafeUnpickler(pickle.Unpickler):
   """Unpickles only tensors, storages, containers and (for TorchScript) `__torch__`
   objects; storages come from `load_storage(type, key, numel, view_metadata)`."""
 
-  def __init__(self, file, load_storage=None, *, torchscript=False):
+  def __init__(self, file, load_storage=None, *, torchscript=False, extra=None):
     super().__init__(file)
     self._load_storage = load_storage
     self._torchscript = torchscript
+    self._extra = extra or {}
     self._classes = {}
 
   def find_class(self, module, name):
-    found = _ALLOWED.get((module, name))
+    found = _ALLOWED.get((module, name)) or self._extra.get((module, name))
     if found is not None:
       return found
     if self._torchscript and (module == '__torch__' or module.startswith('__torch__.')):
@@ -235,10 +279,10 @@ class _SafeUnpickler(pickle.Unpickler):
     return self._load_storage(stype, str(key), int(numel), view)
 
 
-def _unpickle(data_or_file, load_storage=None, *, torchscript=False):
+def _unpickle(data_or_file, load_storage=None, *, torchscript=False, extra=None):
   f = io.BytesIO(data_or_file) if isinstance(data_or_file, bytes) else data_or_file
   try:
-    return _SafeUnpickler(f, load_storage, torchscript=torchscript).load()
+    return _SafeUnpickler(f, load_storage, torchscript=torchscript, extra=extra).load()
   except JaxganError:
     raise
   except Exception as e:  # noqa: BLE001 - any malformed pickle
@@ -348,6 +392,60 @@ def _read_legacy(f) -> object:
       raise JaxganError('truncated legacy torch file')
     st.raw = np.frombuffer(raw, np.uint8)
   return obj
+
+
+def _materialize(obj, depth=0):
+  """`obj` with every tensor replaced by its ndarray, through dicts, lists, tuples
+  and the `state` of `PickledObject`s (in place for those)."""
+  if depth > 200:
+    raise JaxganError('the pickle nests too deeply')
+  if isinstance(obj, _Tensor):
+    return obj.materialize()
+  if isinstance(obj, PickledObject):
+    obj.state = _materialize(obj.state, depth + 1)
+    return obj
+  if isinstance(obj, dict):
+    return type(obj)((k, _materialize(v, depth + 1)) for k, v in obj.items()) if isinstance(
+        obj, collections.OrderedDict) else {k: _materialize(v, depth + 1)
+                                            for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return type(obj)(_materialize(v, depth + 1) for v in obj)
+  return obj
+
+
+class PickledObject:
+  """A foreign object in a pickle, kept as data: what the caller's stand-in made of
+  it (`kind`, e.g. a class name) and its pickled `state`."""
+
+  def __init__(self, kind: str, state):
+    self.kind, self.state = kind, state
+
+  def __repr__(self):
+    return f'PickledObject({self.kind!r})'
+
+
+def read_pickle(path, classes: dict) -> object:
+  """The object of a plain pickle file (`pickle.dump` of objects holding torch
+  tensors, e.g. a stylegan2-ada-pytorch snapshot), tensors as ndarrays. Only
+  tensor and storage reconstruction, containers, numeric numpy scalars and the
+  globals in `classes` ((module, name) -> a stand-in callable, typically returning a
+  `PickledObject`) are allowed; any other global is refused (one-line JaxganError)
+  before anything is called, and nothing in the file is executed."""
+  path = Path(path)
+  extra = {**_PLAIN_PICKLE, **classes}
+  try:
+    with open(path, 'rb') as f:
+      if f.read(1) != b'\x80':
+        raise JaxganError('not a pickle (no protocol header)')
+      f.seek(0)
+      obj = _unpickle(f, extra=extra)
+    return _materialize(obj)
+  except JaxganError as e:
+    raise JaxganError(f'{path}: {e}') from None
+  except (OSError, ValueError, EOFError) as e:
+    reason = ' '.join(str(e).split())
+    raise JaxganError(f'{path}: cannot read it as a pickle '
+                      f'({type(e).__name__}: {reason})') from None
 
 
 def sniff(head: bytes) -> str | None:
