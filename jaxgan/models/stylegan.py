@@ -14,8 +14,12 @@ dense kernels are [in, out] (the reference's weight transposed), conv kernels HW
 (the reference's OIHW transposed), the 4x4 constant [4, 4, C]. With weights loaded
 that way every op here computes what the reference's does (including which convs
 are correlations and which true convolutions). Not kept from the reference:
-conditioning labels, conv_clamp, fp16 pre-normalisation, and the w_avg buffer (the
-running average of w is the task's; it is passed to `mapping` as `w_avg`).
+conditioning labels, fp16 pre-normalisation, and the w_avg buffer (the running
+average of w is the task's; it is passed to `mapping` as `w_avg`). `conv_clamp`
+(clamping conv outputs to +-X, None = off) is the reference's, on the same layers.
+The synthesis layers' buffers, the 'const' noise (drawn from a fixed seed) and the
+resampling filters ([1, 3, 3, 1]), may instead be given as arrays (`buffers`, laid out
+as `default_buffers`: e.g. an imported reference snapshot's).
 
 Compute runs in `dtype` with float32 parameters, except where the reference forces
 float32: the mapping network, the toRGB outputs and the running image, and the
@@ -304,8 +308,9 @@ def modulated_conv2d(x: Array, weight: Array, styles: Array, *, noise=None,
 
 
 def bias_act(x: Array, b: Array | None, act: str = 'linear',
-             gain: float = 1.0) -> Array:
-  """The reference's `bias_act`: (act(x + b)) * def_gain(act) * gain."""
+             gain: float = 1.0, clamp: float | None = None) -> Array:
+  """The reference's `bias_act`: (act(x + b)) * def_gain(act) * gain, clamped to
+  [-clamp, clamp] when clamp is not None."""
   if b is not None:
     x = x + b.astype(x.dtype)
   if act == 'lrelu':
@@ -313,7 +318,15 @@ def bias_act(x: Array, b: Array | None, act: str = 'linear',
   elif act != 'linear':
     raise JaxganError(f'unknown activation {act!r}')
   g = ACT_GAINS[act] * gain
-  return x * g if g != 1 else x
+  x = x * g if g != 1 else x
+  if clamp is not None:
+    x = jnp.clip(x, -clamp, clamp)
+  return x
+
+
+def _clamp(conv_clamp: float | None, gain: float = 1.0) -> float | None:
+  """The reference's act_clamp: conv_clamp * gain (None = no clamping)."""
+  return None if conv_clamp is None else conv_clamp * gain
 
 
 def _normal_over(scale: float):
@@ -364,6 +377,7 @@ class Conv2dLayer(nn.Module):
   activation: str = 'linear'
   up: int = 1
   down: int = 1
+  conv_clamp: float | None = None
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -377,7 +391,7 @@ class Conv2dLayer(nn.Module):
                         down=self.down, padding=k // 2, flip_weight=self.up == 1)
     b = (self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
          if self.use_bias else None)
-    return bias_act(x, b, self.activation, gain)
+    return bias_act(x, b, self.activation, gain, _clamp(self.conv_clamp, gain))
 
 
 def normalize_2nd_moment(x: Array, axis: int = -1, eps: float = 1e-8) -> Array:
@@ -449,15 +463,42 @@ class MappingNetwork(nn.Module):
     return jnp.concatenate([truncated[:, :cut], ws[:, cut:]], axis=1)
 
 
+def default_buffers(img_resolution: int) -> dict:
+  """The synthesis network's buffers as used when none are given, in the reference's
+  layout: {'b4': {'conv1': {'noise_const': [4, 4]}}, 'b8': {'resample_filter': [4, 4]
+  (the image's upsampling), 'conv0': {'noise_const': [8, 8], 'resample_filter': [4, 4]
+  (the upsampling conv's)}, 'conv1': {'noise_const': [8, 8]}}, ...}: the fixed
+  'const' noise (layer conv0 at resolution R draws from index 2R, conv1 from 2R + 1)
+  and the [1, 3, 3, 1] filter."""
+  out = {}
+  f = jnp.asarray(setup_filter())
+  for res in [2 ** i for i in range(2, int(img_resolution).bit_length())]:
+    layers = {'conv1': 2 * res + 1} if res == 4 else {'conv0': 2 * res, 'conv1': 2 * res + 1}
+    block = {name: {'noise_const': jax.random.normal(
+        jax.random.fold_in(jax.random.PRNGKey(NOISE_CONST_SEED), index),
+        (1, res, res, 1), jnp.float32)[0, :, :, 0]} for name, index in layers.items()}
+    if res > 4:
+      block['resample_filter'] = f
+      block['conv0']['resample_filter'] = f
+    out[f'b{res}'] = block
+  return out
+
+
 def _noise(module: nn.Module, x: Array, resolution: int, noise_mode: str,
-           const_index: int) -> Array | None:
-  """The layer's noise [N or 1, R, R, 1] times its learned strength (init 0)."""
+           const_index: int, noise_const=None) -> Array | None:
+  """The layer's noise [N or 1, R, R, 1] times its learned strength (init 0);
+  `noise_const` [R, R], if given, is the 'const' noise."""
   strength = module.param('noise_strength', nn.initializers.zeros, (), jnp.float32)
   if noise_mode == 'random':
     if not (module.has_rng('noise') or module.has_rng('params')):
       raise JaxganError("noise_mode='random' needs apply(..., rngs={'noise': key})")
     noise = jax.random.normal(module.make_rng('noise'),
                               (x.shape[0], resolution, resolution, 1), jnp.float32)
+  elif noise_mode == 'const' and noise_const is not None:
+    if tuple(noise_const.shape) != (resolution, resolution):
+      raise JaxganError(f'const noise of shape {tuple(noise_const.shape)} for a layer of '
+                        f'resolution {resolution}')
+    noise = jnp.asarray(noise_const, jnp.float32)[None, :, :, None]
   elif noise_mode == 'const':
     key = jax.random.fold_in(jax.random.PRNGKey(NOISE_CONST_SEED), const_index)
     noise = jax.random.normal(key, (1, resolution, resolution, 1), jnp.float32)
@@ -474,21 +515,26 @@ class SynthesisLayer(nn.Module):
   resolution: int
   up: int = 1
   const_index: int = 0
+  conv_clamp: float | None = None
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, w: Array, noise_mode: str, fused: bool,
-               gain: float = 1.0) -> Array:
+               gain: float = 1.0, buffers=None) -> Array:
+    buffers = buffers or {}
     in_ch = x.shape[-1]
     styles = FullyConnectedLayer(in_ch, bias_init=1.0, name='affine')(w)
     weight = self.param('kernel', nn.initializers.normal(1.0),
                         (3, 3, in_ch, self.features), jnp.float32)
-    noise = _noise(self, x, self.resolution, noise_mode, self.const_index)
+    noise = _noise(self, x, self.resolution, noise_mode, self.const_index,
+                   buffers.get('noise_const'))
+    f = buffers.get('resample_filter')
     x = modulated_conv2d(x, weight, styles, noise=noise, up=self.up, padding=1,
-                         resample_filter=setup_filter(), flip_weight=self.up == 1,
+                         resample_filter=setup_filter() if f is None else f,
+                         flip_weight=self.up == 1,
                          fused=fused, dtype=self.dtype)
     b = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
-    return bias_act(x, b, 'lrelu', gain)
+    return bias_act(x, b, 'lrelu', gain, _clamp(self.conv_clamp, gain))
 
 
 def _instance_norm(x: Array) -> Array:
@@ -508,24 +554,28 @@ class AdaINLayer(nn.Module):
   resolution: int
   up: int = 1
   const_index: int = 0
+  conv_clamp: float | None = None
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, w: Array, noise_mode: str, fused: bool,
-               gain: float = 1.0) -> Array:
+               gain: float = 1.0, buffers=None) -> Array:
     del fused  # one shared weight: nothing to fuse
+    buffers = buffers or {}
     in_ch = x.shape[-1]
     weight = self.param('kernel', nn.initializers.normal(1.0),
                         (3, 3, in_ch, self.features), jnp.float32)
     weight = weight * (1 / math.sqrt(in_ch * 9))
-    f = setup_filter() if self.up > 1 else None
+    f = buffers.get('resample_filter')
+    f = (setup_filter() if f is None else f) if self.up > 1 else None
     x = conv2d_resample(x.astype(self.dtype), weight.astype(self.dtype), f,
                         up=self.up, padding=1, flip_weight=self.up == 1)
-    noise = _noise(self, x, self.resolution, noise_mode, self.const_index)
+    noise = _noise(self, x, self.resolution, noise_mode, self.const_index,
+                   buffers.get('noise_const'))
     if noise is not None:
       x = x + noise.astype(self.dtype)
     b = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
-    x = _instance_norm(bias_act(x, b, 'lrelu', gain))
+    x = _instance_norm(bias_act(x, b, 'lrelu', gain, _clamp(self.conv_clamp, gain)))
     style = FullyConnectedLayer(2 * self.features, name='affine')(w)
     ys, yb = jnp.split(style.astype(self.dtype), 2, axis=-1)
     return x * (ys[:, None, None, :] + 1) + yb[:, None, None, :]
@@ -535,6 +585,7 @@ class ToRGBLayer(nn.Module):
   """1x1 modulated conv without demodulation, styles times 1/sqrt(in), plus bias
   (linear); float32 output."""
   img_channels: int
+  conv_clamp: float | None = None
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -547,7 +598,7 @@ class ToRGBLayer(nn.Module):
     x = modulated_conv2d(x, weight, styles, demodulate=False, fused=fused,
                          dtype=self.dtype)
     b = self.param('bias', nn.initializers.zeros, (self.img_channels,), jnp.float32)
-    return bias_act(x.astype(jnp.float32), b)
+    return bias_act(x.astype(jnp.float32), b, clamp=_clamp(self.conv_clamp))
 
 
 class SynthesisBlock(nn.Module):
@@ -559,29 +610,34 @@ class SynthesisBlock(nn.Module):
   img_channels: int
   synthesis: str = 'modulated'
   dtype: Dtype = jnp.float32
+  conv_clamp: float | None = None
 
   @nn.compact
-  def __call__(self, x, img, ws, noise_mode: str, fused: bool):
+  def __call__(self, x, img, ws, noise_mode: str, fused: bool, buffers=None):
     layer = SynthesisLayer if self.synthesis == 'modulated' else AdaINLayer
-    res = self.resolution
+    res, clamp = self.resolution, self.conv_clamp
+    buffers = buffers or {}
     if self.in_channels == 0:
       const = self.param('const', nn.initializers.normal(1.0),
                          (res, res, self.out_channels), jnp.float32)
       x = jnp.broadcast_to(const.astype(self.dtype)[None],
                            (ws.shape[0],) + const.shape)
-      x = layer(self.out_channels, res, const_index=2 * res + 1, dtype=self.dtype,
-                name='conv1')(x, ws[:, 0], noise_mode, fused)
+      x = layer(self.out_channels, res, const_index=2 * res + 1, conv_clamp=clamp,
+                dtype=self.dtype, name='conv1')(
+                    x, ws[:, 0], noise_mode, fused, buffers=buffers.get('conv1'))
       w_torgb = ws[:, 1]
     else:
-      x = layer(self.out_channels, res, up=2, const_index=2 * res,
-                dtype=self.dtype, name='conv0')(x, ws[:, 0], noise_mode, fused)
-      x = layer(self.out_channels, res, const_index=2 * res + 1, dtype=self.dtype,
-                name='conv1')(x, ws[:, 1], noise_mode, fused)
+      x = layer(self.out_channels, res, up=2, const_index=2 * res, conv_clamp=clamp,
+                dtype=self.dtype, name='conv0')(
+                    x, ws[:, 0], noise_mode, fused, buffers=buffers.get('conv0'))
+      x = layer(self.out_channels, res, const_index=2 * res + 1, conv_clamp=clamp,
+                dtype=self.dtype, name='conv1')(
+                    x, ws[:, 1], noise_mode, fused, buffers=buffers.get('conv1'))
       w_torgb = ws[:, 2]
     if img is not None:
-      img = upsample2d(img)
-    y = ToRGBLayer(self.img_channels, dtype=self.dtype, name='torgb')(x, w_torgb,
-                                                                      fused)
+      img = upsample2d(img, buffers.get('resample_filter'))
+    y = ToRGBLayer(self.img_channels, conv_clamp=clamp, dtype=self.dtype,
+                   name='torgb')(x, w_torgb, fused)
     img = y if img is None else img + y
     return x, img
 
@@ -594,9 +650,11 @@ class SynthesisNetwork(nn.Module):
   channel_max: int = 512
   synthesis: str = 'modulated'
   dtype: Dtype = jnp.float32
+  conv_clamp: float | None = None
 
   @nn.compact
-  def __call__(self, ws: Array, noise_mode: str, fused: bool) -> Array:
+  def __call__(self, ws: Array, noise_mode: str, fused: bool,
+               buffers=None) -> Array:
     log2 = int(self.img_resolution).bit_length() - 1
     x = img = None
     w_idx = 0
@@ -609,8 +667,10 @@ class SynthesisNetwork(nn.Module):
       # also the next block's first conv's w (the reference's ws.narrow).
       block_ws = ws[:, w_idx:w_idx + num_conv + 1]
       x, img = SynthesisBlock(in_ch, out_ch, res, self.img_channels,
-                              self.synthesis, self.dtype, name=f'b{res}')(
-                                  x, img, block_ws, noise_mode, fused)
+                              self.synthesis, self.dtype, self.conv_clamp,
+                              name=f'b{res}')(
+                                  x, img, block_ws, noise_mode, fused,
+                                  (buffers or {}).get(f'b{res}'))
       w_idx += num_conv
     return img
 
@@ -628,6 +688,8 @@ class StyleGANGenerator(nn.Module):
   always truncates, so it needs w_avg). `train` picks the reference's modulated-conv form (per-sample grouped
   weights in inference, scaled activations in training); the numbers agree to
   rounding. Params: 'mapping' {'fc0', ...}, 'synthesis' {'b4', 'b8', ...}.
+  `buffers` (laid out as `default_buffers`) replaces the seeded 'const' noise and
+  the [1, 3, 3, 1] filters; `conv_clamp` clamps the synthesis convs' outputs.
   """
   img_resolution: int
   img_channels: int = 3
@@ -638,6 +700,7 @@ class StyleGANGenerator(nn.Module):
   map_layers: int = 2
   synthesis: str = 'modulated'
   dtype: Dtype = jnp.float32
+  conv_clamp: float | None = None
 
   def __post_init__(self):
     _check_resolution(self.img_resolution)
@@ -660,14 +723,15 @@ class StyleGANGenerator(nn.Module):
                                       name='mapping')
     self.synthesis_net = SynthesisNetwork(
         self.img_resolution, self.img_channels, self.channel_base,
-        self.channel_max, self.synthesis, self.dtype, name='synthesis')
+        self.channel_max, self.synthesis, self.dtype, self.conv_clamp,
+        name='synthesis')
 
   def __call__(self, z: Array, *, w_avg=None, psi=1.0,
                truncation_cutoff: int | None = None, noise_mode: str = 'random',
-               train: bool = False) -> Array:
+               train: bool = False, buffers=None) -> Array:
     ws = self.mapping(z, w_avg=w_avg, psi=psi, truncation_cutoff=truncation_cutoff,
                       train=train)
-    return self.synthesize(ws, noise_mode=noise_mode, train=train)
+    return self.synthesize(ws, noise_mode=noise_mode, train=train, buffers=buffers)
 
   def mapping(self, z: Array, *, w_avg=None, psi=1.0,
               truncation_cutoff: int | None = None,
@@ -680,13 +744,14 @@ class StyleGANGenerator(nn.Module):
                             truncation_cutoff=truncation_cutoff)
 
   def synthesize(self, ws: Array, *, noise_mode: str = 'random',
-                 train: bool = False) -> Array:
+                 train: bool = False, buffers=None) -> Array:
     _check_choice('noise_mode', noise_mode, NOISE_MODES)
     if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
       raise JaxganError(f'StyleGAN ws have shape {ws.shape}; expected '
                         f'[batch, {self.num_ws}, {self.w_dim}]')
     # The reference's fused_modconv = not training (in float32).
-    return self.synthesis_net(ws.astype(jnp.float32), noise_mode, fused=not train)
+    return self.synthesis_net(ws.astype(jnp.float32), noise_mode, fused=not train,
+                              buffers=buffers)
 
 
 # ---------------------------------------------------------------------------------
@@ -727,16 +792,18 @@ class DiscriminatorBlock(nn.Module):
   first: bool
   architecture: str = 'resnet'
   dtype: Dtype = jnp.float32
+  conv_clamp: float | None = None
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
+    clamp = self.conv_clamp  # not on 'skip', as the reference
     if self.first:
-      x = Conv2dLayer(self.tmp_channels, 1, activation='lrelu', dtype=self.dtype,
-                      name='fromrgb')(x)
-    conv0 = Conv2dLayer(self.tmp_channels, 3, activation='lrelu', dtype=self.dtype,
-                        name='conv0')
+      x = Conv2dLayer(self.tmp_channels, 1, activation='lrelu', conv_clamp=clamp,
+                      dtype=self.dtype, name='fromrgb')(x)
+    conv0 = Conv2dLayer(self.tmp_channels, 3, activation='lrelu', conv_clamp=clamp,
+                        dtype=self.dtype, name='conv0')
     conv1 = Conv2dLayer(self.out_channels, 3, activation='lrelu', down=2,
-                        dtype=self.dtype, name='conv1')
+                        conv_clamp=clamp, dtype=self.dtype, name='conv1')
     if self.architecture == 'resnet':
       y = Conv2dLayer(self.out_channels, 1, use_bias=False, down=2,
                       dtype=self.dtype, name='skip')(x, gain=math.sqrt(0.5))
@@ -749,13 +816,15 @@ class DiscriminatorEpilogue(nn.Module):
   channels: int
   mbstd_group_size: int | None = 4
   mbstd_num_channels: int = 1
+  conv_clamp: float | None = None
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     x = x.astype(jnp.float32)
     if self.mbstd_num_channels > 0:
       x = minibatch_stddev(x, self.mbstd_group_size, self.mbstd_num_channels)
-    x = Conv2dLayer(self.channels, 3, activation='lrelu', name='conv')(x)
+    x = Conv2dLayer(self.channels, 3, activation='lrelu', conv_clamp=self.conv_clamp,
+                    name='conv')(x)
     # Flattened in the reference's NCHW order, so 'fc' rows line up with its weight.
     x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
     x = FullyConnectedLayer(self.channels, activation='lrelu', name='fc')(x)
@@ -777,6 +846,7 @@ class StyleGANDiscriminator(nn.Module):
   mbstd_group_size: int | None = 4
   mbstd_num_channels: int = 1
   dtype: Dtype = jnp.float32
+  conv_clamp: float | None = None
 
   def __post_init__(self):
     _check_resolution(self.img_resolution)
@@ -803,13 +873,14 @@ class StyleGANDiscriminator(nn.Module):
     while res > 4:
       x = DiscriminatorBlock(ch(res), ch(res // 2), first=res == r,
                              architecture=self.architecture, dtype=self.dtype,
-                             name=f'b{res}')(x)
+                             conv_clamp=self.conv_clamp, name=f'b{res}')(x)
       res //= 2
     if r == 4:
-      x = Conv2dLayer(ch(4), 1, activation='lrelu', dtype=self.dtype,
-                      name='fromrgb')(x)
+      x = Conv2dLayer(ch(4), 1, activation='lrelu', conv_clamp=self.conv_clamp,
+                      dtype=self.dtype, name='fromrgb')(x)
     return DiscriminatorEpilogue(ch(4), self.mbstd_group_size,
-                                 self.mbstd_num_channels, name='b4')(x)
+                                 self.mbstd_num_channels, self.conv_clamp,
+                                 name='b4')(x)
 
 
 # ---------------------------------------------------------------------------------
@@ -820,12 +891,14 @@ def make_stylegan_generator(*, img_resolution: int, img_channels: int = 3,
                             z_dim: int = 512, w_dim: int = 512,
                             channel_base: int = 16384, channel_max: int = 512,
                             map_layers: int = 2, synthesis: str = 'modulated',
-                            dtype: Dtype = jnp.float32) -> StyleGANGenerator:
+                            dtype: Dtype = jnp.float32,
+                            conv_clamp: float | None = None) -> StyleGANGenerator:
   """StyleGAN G; raises a one-line JaxganError on a bad setting."""
+  _check_clamp(conv_clamp)
   return StyleGANGenerator(img_resolution=img_resolution, img_channels=img_channels,
                            z_dim=z_dim, w_dim=w_dim, channel_base=channel_base,
                            channel_max=channel_max, map_layers=map_layers,
-                           synthesis=synthesis, dtype=dtype)
+                           synthesis=synthesis, dtype=dtype, conv_clamp=conv_clamp)
 
 
 def make_stylegan_discriminator(*, img_resolution: int, img_channels: int = 3,
@@ -833,11 +906,21 @@ def make_stylegan_discriminator(*, img_resolution: int, img_channels: int = 3,
                                 architecture: str = 'resnet',
                                 mbstd_group_size: int | None = 4,
                                 mbstd_num_channels: int = 1,
-                                dtype: Dtype = jnp.float32) -> StyleGANDiscriminator:
+                                dtype: Dtype = jnp.float32,
+                                conv_clamp: float | None = None
+                                ) -> StyleGANDiscriminator:
   """StyleGAN D; raises a one-line JaxganError on a bad setting."""
+  _check_clamp(conv_clamp)
   return StyleGANDiscriminator(img_resolution=img_resolution,
                                img_channels=img_channels,
                                channel_base=channel_base, channel_max=channel_max,
                                architecture=architecture,
                                mbstd_group_size=mbstd_group_size,
-                               mbstd_num_channels=mbstd_num_channels, dtype=dtype)
+                               mbstd_num_channels=mbstd_num_channels, dtype=dtype,
+                               conv_clamp=conv_clamp)
+
+
+def _check_clamp(conv_clamp) -> None:
+  if conv_clamp is not None and not (isinstance(conv_clamp, numbers.Real)
+                                     and conv_clamp > 0):
+    raise JaxganError(f'StyleGAN conv_clamp={conv_clamp!r} must be > 0 (or None: off)')

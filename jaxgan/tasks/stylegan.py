@@ -18,6 +18,14 @@ minibatch-stddev layer). The objective is stylegan2-ada-pytorch's:
               loss.pl_decay) of the lengths.
 Both lazy groups get the reference's optimizer correction (see `jaxgan.optim`). The
 generator's EMA (ema.*) is what samples, grids, FID and `jaxgan.sample` use.
+
+Two keys an imported stylegan2-ada-pytorch snapshot sets (`jaxgan.convert`), read with
+defaults so that configs without them mean what they always did: model.conv_clamp
+(clamp the convs' outputs to +-X, the reference's conv_clamp; 0 or absent: off) and
+model.buffers ('default': the 'const' noise drawn from a fixed seed and the
+[1, 3, 3, 1] resampling filters; 'stored': kept in the state as aux['buffers'], the
+snapshot's noise_const and resample_filter buffers, `models.stylegan.default_buffers`'
+layout).
 """
 
 import math
@@ -27,11 +35,13 @@ import jax.numpy as jnp
 
 from jaxgan import losses, models
 from jaxgan.errors import JaxganError
+from jaxgan.models import stylegan as stylegan_models
 from jaxgan.state import GANState
 from jaxgan.tasks.base import GANTask, Sampler
 from jaxgan.tasks.nets import Nets
 
 NOISE_MODES = ('random', 'const', 'none')
+BUFFERS = ('default', 'stored')
 _PATH_LENGTH_STREAM = 0x97E
 
 
@@ -60,17 +70,25 @@ class StyleGAN(GANTask):
     if config.data.load_size != size:
       raise JaxganError(f'data.load_size={config.data.load_size} must equal '
                         f'data.image_size={size}: StyleGAN resizes, it does not crop')
+    conv_clamp = m.get('conv_clamp') or None
+    if conv_clamp is not None and conv_clamp < 0:
+      raise JaxganError(f'model.conv_clamp={conv_clamp} must be >= 0 (0: off)')
+    self.buffers = m.get('buffers', 'default')
+    if self.buffers not in BUFFERS:
+      raise JaxganError(f"unknown model.buffers '{self.buffers}'; valid: "
+                        f"{', '.join(BUFFERS)}")
     self.z_dim = m.z_dim
     self.modules = {
         'G': models.make('stylegan_generator', z_dim=m.z_dim, w_dim=m.w_dim,
                          img_resolution=size, img_channels=self.channels,
                          channel_base=m.channel_base, channel_max=m.channel_max,
                          map_layers=m.map_layers, synthesis=m.synthesis,
-                         dtype=self.dtype),
+                         dtype=self.dtype, conv_clamp=conv_clamp),
         'D': models.make('stylegan_discriminator', img_resolution=size,
                          img_channels=self.channels, channel_base=m.channel_base,
                          channel_max=m.channel_max, architecture=m.architecture,
-                         mbstd_group_size=m.mbstd_group_size, dtype=self.dtype),
+                         mbstd_group_size=m.mbstd_group_size, dtype=self.dtype,
+                         conv_clamp=conv_clamp),
     }
     self.num_ws = self.modules['G'].num_ws
     group = min(m.mbstd_group_size, batch)
@@ -115,7 +133,10 @@ class StyleGAN(GANTask):
             'D': (self.image_spec(),)}
 
   def inference_aux(self) -> dict:
-    return {'w_avg': jnp.zeros((self.config.model.w_dim,), jnp.float32)}
+    aux = {'w_avg': jnp.zeros((self.config.model.w_dim,), jnp.float32)}
+    if self.buffers == 'stored':  # initialised to the defaults
+      aux['buffers'] = stylegan_models.default_buffers(self.config.data.image_size)
+    return aux
 
   def init_state(self, rng: jax.Array) -> GANState:
     z_key, rng = jax.random.split(rng)
@@ -129,8 +150,8 @@ class StyleGAN(GANTask):
   def _mapping(self, nets: Nets, z, **truncation):
     return nets('G', z, method='mapping', **truncation)
 
-  def _synthesize(self, nets: Nets, ws, noise_mode: str = 'random'):
-    return nets('G', ws, method='synthesize', noise_mode=noise_mode)
+  def _synthesize(self, nets: Nets, ws, noise_mode: str = 'random', buffers=None):
+    return nets('G', ws, method='synthesize', noise_mode=noise_mode, buffers=buffers)
 
   def _mixed_styles(self, nets: Nets, z, key):
     """(styles with mixing, the first z's unmixed styles): with probability
@@ -233,7 +254,8 @@ class StyleGAN(GANTask):
   def synthesize(self, model, ws):
     """Images of per-layer styles ws, with model.noise_mode noise (fixed for 'const')."""
     nets = self.nets(model, rng=jax.random.PRNGKey(self.config.seed), streams=('noise',))
-    return self._synthesize(nets, ws, self.config.model.noise_mode)
+    return self._synthesize(nets, ws, self.config.model.noise_mode,
+                            model.aux.get('buffers'))
 
   def decode(self, model, z):
     return self.synthesize(model, self.styles(model, z, self.config.model.truncation_psi))
