@@ -192,6 +192,20 @@ def test_bad_inputs_are_one_line_errors(capsys, tmp_path):
                   "unknown --format 'tflite'; valid: onnx, stablehlo")
 
 
+def test_without_the_extra_onnx_is_a_one_line_error(capsys, tmp_path, monkeypatch):
+  """Without onnx (or onnxruntime) the command says which extra to install; nothing
+  is restored or written first."""
+  import sys
+  from jaxgan import onnx_graph
+  run = lambda: run_in_process(capsys, 'jaxgan.export', '--workdir', str(tmp_path),
+                               '--format', 'onnx')
+  with monkeypatch.context() as m:
+    m.setattr(onnx_graph, 'onnx', None)
+    _one_line_error(run(), "pip install -e '.[export]'")
+  monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # `import` raises ImportError
+  _one_line_error(run(), "pip install -e '.[export]'")
+
+
 @pytest.mark.slow
 def test_wrong_direction_is_a_one_line_error(workdirs, capsys):
   run = lambda *args: run_in_process(capsys, 'jaxgan.export', *args)
