@@ -107,7 +107,6 @@ class Exportable:
 def load(workdir, direction=None, step=None) -> Exportable:
   """The exportable generator of the run in `workdir` (see the module doc)."""
   import jax
-  import jax.numpy as jnp
   from jaxgan import runs, translate
   from jaxgan.models import cpu_conv
   from jaxgan.tasks.base import Sampler, Translator

@@ -34,7 +34,6 @@ import string
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.extend import core as jcore
 
 from jaxgan.errors import JaxganError
@@ -43,7 +42,7 @@ OPSET = 18
 
 try:  # the optional `export` extra
   import onnx
-  from onnx import TensorProto, helper, numpy_helper
+  from onnx import helper, numpy_helper
 except ImportError:  # pragma: no cover - reported by `require_onnx`
   onnx = None
 
@@ -564,7 +563,7 @@ class Graph:
     return [Tensor(self.node('Transpose', [y], perm=inverse), ao[0])]
 
   def _conv_nchw(self, x, w_oihw, w_shape, rhs_spec, strides, padding, lhs_dilation,
-                 rhs_dilation, groups, w_is_const=None):
+                 rhs_dilation, groups):
     """NCHW conv of `x` with OIHW kernel `w_oihw` (jax semantics of the padding,
     dilations and groups)."""
     kernel = [int(w_shape[d]) for d in rhs_spec[2:]]
@@ -614,7 +613,6 @@ class Graph:
     """A conv whose group count G is symbolic (one group per sample): the input [1,
     G*C, H, W] as G images, their patches (a depthwise conv with a one-hot kernel,
     the same geometry) times each group's [O, C*K] weights."""
-    lhs_shape = ai[0].shape
     w_shape = ai[1].shape
     kernel = [int(w_shape[d]) for d in rhs_spec[2:]]
     c = int(w_shape[rhs_spec[1]])
