@@ -1,5 +1,7 @@
 """Train a GAN: `python -m jaxgan.main --experiment NAME[:VARIANT] --workdir DIR
 [--config.KEY=VALUE ...]`. Parses flags, builds the config, hands it to the loop.
+Without --experiment, the run in DIR continues with its own config.json (e.g. a
+workdir written by `jaxgan.convert`), the overrides applied to it.
 
 Several processes (one per host, or several on one machine) train one model when
 each is started with the same command plus `--coordinator_address HOST:PORT
@@ -9,6 +11,7 @@ under SLURM (`srun`) / Open MPI, where JAX finds those values itself."""
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from jaxgan import cli, config as config_lib
 from jaxgan.errors import JaxganError
@@ -19,7 +22,8 @@ def parse_args(argv):
       prog='python -m jaxgan.main', description=__doc__.split('\n')[0],
       epilog='Experiments: ' + ', '.join(config_lib.experiments()) +
       '. Any config value can be overridden, e.g. --config.optimizer.lr=1e-4.')
-  parser.add_argument('--experiment', required=True, help='NAME or NAME:VARIANT')
+  parser.add_argument('--experiment', help='NAME or NAME:VARIANT; may be left out to '
+                      'continue the run in --workdir (its config.json is the config)')
   parser.add_argument('--workdir', required=True,
                       help='checkpoints, TensorBoard events, samples; resumes if present')
   parser.add_argument('--distributed', action='store_true',
@@ -65,7 +69,14 @@ def _check_distributed(args) -> None:
 
 def main(argv):
   args, overrides = parse_args(argv)
-  config = config_lib.get_experiment(args.experiment)
+  if args.experiment is None:
+    from jaxgan import workdir as workdir_lib
+    if not (Path(args.workdir) / workdir_lib.CONFIG_FILE).is_file():
+      raise JaxganError(f'--experiment is needed: {args.workdir} holds no run to continue '
+                        f'(no {workdir_lib.CONFIG_FILE})')
+    config = workdir_lib.read_config(args.workdir)
+  else:
+    config = config_lib.get_experiment(args.experiment)
   for key, value in overrides:
     config_lib.apply_override(config, key, value)
   cli.setup_logging()

@@ -1,14 +1,20 @@
 """Images from an unconditional GAN's checkpoint (StyleGAN, DCGAN):
-`python -m jaxgan.sample --workdir DIR --seeds 0-63 [--psi 0.7]
-[--truncation-cutoff N] --output grid.png|DIR/ [--step N]`, or the style-mixing
+`python -m jaxgan.sample --workdir DIR --seeds 0-63 | --latents Z.npy [--psi 0.7]
+[--truncation-cutoff N] [--noise-mode const|random|none] --output grid.png|DIR/
+[--step N]`, or the style-mixing
 figure with `--style-mix ROW_SEEDS COL_SEEDS [--mix-layer K]`; and the style grid of
 a style-controlled translator (MUNIT) with `--style-grid INPUTS [--num-styles 8]
 [--style-seed K] [--interpolate] [--direction AtoB]`.
 
 Seed s draws z = N(0, I) from `jax.random.PRNGKey(s)`, so an image depends only on
-the checkpoint and its seed (not on which other seeds are drawn). `--output` ending in
-`/` (or an existing folder) writes one PNG per seed (`seed0007.png`); otherwise one
-grid. The EMA generator is used when the run keeps one. Truncation (`--psi`,
+the checkpoint and its seed (not on which other seeds are drawn). `--latents Z.npy`
+gives the z instead, one per row ([n, latent_dim], e.g. the z a reference model was
+run with). `--output` ending in `/` (or an existing folder) writes one PNG per seed
+(`seed0007.png`) or latent row (`latent0000.png`, ...: sorted names give the rows'
+order); otherwise one grid, in that order. `--noise-mode const|random|none` sets
+StyleGAN's noise (default: the config's model.noise_mode): 'const' is the fixed noise
+(an imported snapshot's own noise_const buffers), 'random' is drawn with the config's
+seed. The EMA generator is used when the run keeps one. Truncation (`--psi`,
 `--truncation-cutoff`) and style mixing need a style-based generator (StyleGAN).
 
 Style mixing: row i of the figure takes its coarse styles (layers below K, default
@@ -52,6 +58,11 @@ def parse_args(argv):
                               description=__doc__.split('\n')[0])
   p.add_argument('--workdir', required=True, help='a jaxgan training workdir')
   p.add_argument('--seeds', default='0-15', help="e.g. '0-63' or '1,5,9'")
+  p.add_argument('--latents', metavar='Z.npy', default=None,
+                 help='z to sample, one per row of a [n, latent_dim] .npy (instead of '
+                 '--seeds)')
+  p.add_argument('--noise-mode', choices=('const', 'random', 'none'), default=None,
+                 help="StyleGAN's noise (default: the config's model.noise_mode)")
   p.add_argument('--psi', type=float, default=None,
                  help='truncation psi (StyleGAN; default: the config\'s, 1 = none)')
   p.add_argument('--truncation-cutoff', type=int, default=None,
@@ -91,8 +102,27 @@ def _jit(fn, model, **jit_kwargs):
   return cpu_conv.jit_placed(fn, jax.tree.leaves(model)[0].sharding, **jit_kwargs)
 
 
-def _images(sampler, model, seeds, psi, cutoff) -> np.ndarray:
-  z = _latents(sampler, seeds)
+def load_latents(path, latent_dim: int) -> np.ndarray:
+  """The rows of a .npy file as float32 z [n, latent_dim]; a one-line error for
+  anything else."""
+  try:
+    z = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise JaxganError(f'--latents {path}: cannot read it as a .npy array ({e})') from None
+  if z.ndim == 1 and z.shape[0] == latent_dim:
+    z = z[None]
+  if z.ndim != 2 or z.shape[1] != latent_dim or z.shape[0] < 1 or z.dtype.kind not in 'fiu':
+    raise JaxganError(f'--latents {path}: expected numbers of shape [n, {latent_dim}], '
+                      f'got {z.dtype} {list(z.shape)}')
+  z = z.astype(np.float32)
+  if not np.all(np.isfinite(z)):
+    raise JaxganError(f'--latents {path}: holds inf or NaN')
+  return z
+
+
+def _images(sampler, model, seeds, psi, cutoff, z=None) -> np.ndarray:
+  if z is None:
+    z = _latents(sampler, seeds)
   if sampler.styles is None:
     out = _jit(sampler.decode, model)(model, z)
   else:
@@ -178,6 +208,9 @@ def main(argv):
     _style_grid(args)
     return
   seeds = parse_seeds(args.seeds)
+  if args.latents and args.style_mix:
+    raise JaxganError('--latents and --style-mix cannot be combined (style mixing takes '
+                      'seeds)')
   from jaxgan import runs
   from jaxgan.tasks.base import Sampler
   config, task, model, step = runs.restore_inference(Path(args.workdir), args.step)
@@ -187,6 +220,15 @@ def main(argv):
                       'image-to-image tasks use python -m jaxgan.translate')
   sampler = samplers[0]
   styled = sampler.styles is not None
+  if args.noise_mode is not None:
+    if 'noise_mode' not in config.model:
+      raise JaxganError(f'--noise-mode needs a generator with noise inputs (StyleGAN); '
+                        f'task {config.task} has none')
+    # The task's synthesis reads the mode from its config when traced.
+    task.config.model.noise_mode = args.noise_mode
+  z = None
+  if args.latents:
+    z = load_latents(args.latents, sampler.latent_dim)
   if not styled and (args.psi is not None or args.truncation_cutoff is not None
                      or args.style_mix):
     raise JaxganError(f'--psi, --truncation-cutoff and --style-mix need a style-based '
@@ -208,16 +250,21 @@ def main(argv):
           f'from the rows) of the step-{step} checkpoint to {out}')
     return
 
-  batch = _images(sampler, model, seeds, psi, cutoff)
+  batch = _images(sampler, model, seeds, psi, cutoff, z)
+  if z is None:
+    names = [f'seed{seed:04d}.png' for seed in seeds]
+  else:
+    width = max(4, len(str(len(z) - 1)))
+    names = [f'latent{i:0{width}d}.png' for i in range(len(z))]
   if args.output.endswith('/') or out.is_dir():
     out.mkdir(parents=True, exist_ok=True)
-    for seed, image in zip(seeds, batch):
-      images.write_png(out / f'seed{seed:04d}.png', images.make_grid([image[None]], pad=0))
-    print(f'wrote {len(seeds)} image(s) of the step-{step} checkpoint to {out}/')
+    for name, image in zip(names, batch):
+      images.write_png(out / name, images.make_grid([image[None]], pad=0))
+    print(f'wrote {len(names)} image(s) of the step-{step} checkpoint to {out}/')
   else:
     out.parent.mkdir(parents=True, exist_ok=True)
     images.write_png(out, _as_grid(batch))
-    print(f'wrote a grid of {len(seeds)} image(s) of the step-{step} checkpoint to {out}')
+    print(f'wrote a grid of {len(names)} image(s) of the step-{step} checkpoint to {out}')
 
 
 if __name__ == '__main__':

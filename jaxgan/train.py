@@ -223,7 +223,8 @@ def _restore(config, workdir, ckpt, trainer, steps_per_epoch):
                       f'{workdir / "unreadable_checkpoints"}); start a new --workdir')
   state, meta, step = restored
   logging.info('Resuming from checkpoint at step %d in %s', step, ckpt.directory)
-  if meta.get('steps_per_epoch') != steps_per_epoch:
+  # None: an imported checkpoint (jaxgan.convert), written without the data.
+  if meta.get('steps_per_epoch') not in (None, steps_per_epoch):
     logging.warning('The data differs from the checkpoint (steps per epoch %s -> %s): '
                     'the resumed data order will differ.', meta.get('steps_per_epoch'),
                     steps_per_epoch)
