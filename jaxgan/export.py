@@ -14,7 +14,8 @@ the weights inside:
     the innermost layers need 2 pixels);
   * samplers: DCGAN `z` [batch, latent_dim] -> `output` [batch, S, S, C]; StyleGAN
     `z` and `psi` (a float32 scalar: truncation towards the average w, 1 = none), the
-    noise as the config's `model.noise_mode` (const by default).
+    noise as the config's `model.noise_mode`: const (the default) or none; random
+    noise (drawn per batch) is refused.
 
 Inference semantics are the ones jaxgan's tools use, fixed in the graph: the EMA
 weights where the run keeps them and `ema.for_inference` is on; pix2pix's test mode
@@ -142,6 +143,11 @@ def load(workdir, direction=None, step=None) -> Exportable:
   z = ('z', ('batch', sampler.latent_dim))
   zs = lambda: rng.standard_normal((3, sampler.latent_dim)).astype(np.float32)
   if sampler.styles is not None:
+    if config.model.get('noise_mode') == 'random':
+      # Drawn per batch from a fixed key: a function of the batch size, which neither
+      # the ONNX graph nor the one-sample-at-a-time StableHLO module reproduces.
+      raise JaxganError("StyleGAN export needs model.noise_mode 'const' or 'none' in "
+                        f"{Path(workdir) / 'config.json'}; this run's is 'random'")
     def fn(z, psi):
       return sampler.synthesize(model, sampler.styles(model, z, psi, None))
     inputs = [z, ('psi', ())]
