@@ -5,11 +5,11 @@ Each follows the implementation whose numbers users compare against:
     tr(sigma2) - 2 tr(sqrt(sigma1·sigma2)). pytorch-fid takes the last trace from scipy's
     `sqrtm` of the (non-symmetric) product; here it is the sum of the square roots of
     the eigenvalues of the symmetric r·sigma2·r, r = sqrt(sigma1), which has the same
-    eigenvalues as sigma1·sigma2 (two symmetric eigendecompositions: 5-6x faster than
-    sqrtm at 2048² on the 2-core dev VM, BUILD_NOTES; equal to sqrtm's trace to ~1e-9
-    relative on full-rank statistics; on the singular covariances of fewer images than
-    dimensions both are off the exact value by ~1e-7 of the traces, this one by less,
-    measured in tests/test_fid_math.py);
+    eigenvalues as sigma1·sigma2, taken on sigma1's numerical range (two symmetric
+    eigendecompositions: 5-6x faster than sqrtm at 2048² on the 2-core dev VM,
+    BUILD_NOTES; equal to sqrtm's trace to ~1e-9 relative on full-rank statistics; on
+    the singular covariances of fewer images than dimensions sqrtm is off the exact
+    value by ~1e-7 of the traces, this by rounding only, in tests/test_fid_math.py);
   * KID: the unbiased MMD² with the cubic polynomial kernel k(x, y) = (x·y/d + 1)³
     over random subsets (Bińkowski et al. 2018; subset sampling as clean-fid's
     `kernel_distance`), reported as the mean and standard deviation over subsets;
@@ -41,10 +41,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, tol: float = 1e-6) -> float:
   if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
     raise JaxganError(f'statistics differ in dimension: {mu1.shape} vs {mu2.shape}')
   diff = mu1 - mu2
-  root1 = _psd_sqrt(sigma1, 'sigma1', tol)
+  # tr sqrt(sigma1 sigma2) = tr sqrt(R sigma2 R) with R = sqrt(sigma1) = V S V' (V the
+  # eigenvectors of sigma1 on its numerical range, S the roots of their eigenvalues):
+  # R sigma2 R = V (S V' sigma2 V S) V', so its eigenvalues are those of the k x k
+  # middle matrix. k = d for full-rank statistics (>= d + 1 images, as in any real FID);
+  # from n < d images k <= n - 1, and the d x d eigvalsh becomes k x k.
+  values, vectors = _psd_eigh(sigma1, 'sigma1', tol)
   _check_symmetric(sigma2, 'sigma2', tol)
-  product = root1 @ sigma2 @ root1
-  eigenvalues = np.linalg.eigvalsh((product + product.T) / 2)
+  keep = values > values.max() * len(values) * np.finfo(np.float64).eps
+  half = vectors[:, keep] * np.sqrt(values[keep])  # V S
+  product = half.T @ sigma2 @ half
+  eigenvalues = np.linalg.eigvalsh((product + product.T) / 2) if keep.any() else np.zeros(1)
   _check_psd(eigenvalues, 'sigma2', 'sqrt(sigma1)·sigma2·sqrt(sigma1) has', tol)
   trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
   return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
@@ -65,13 +72,13 @@ def _check_psd(eigenvalues: np.ndarray, name: str, which: str, tol: float) -> No
                       f'matrix; {which} eigenvalue {eigenvalues.min():.3g})')
 
 
-def _psd_sqrt(sigma: np.ndarray, name: str, tol: float) -> np.ndarray:
-  """The symmetric square root of a covariance; one-line error for a matrix that is not
-  one (not symmetric, or not positive semi-definite: `_check_psd`)."""
+def _psd_eigh(sigma: np.ndarray, name: str, tol: float):
+  """Eigenvalues and eigenvectors of a covariance; one-line error for a matrix that is
+  not one (not symmetric, or not positive semi-definite: `_check_psd`)."""
   _check_symmetric(sigma, name, tol)
-  w, v = np.linalg.eigh(sigma)
-  _check_psd(w, name, 'it has', tol)
-  return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+  values, vectors = np.linalg.eigh(sigma)
+  _check_psd(values, name, 'it has', tol)
+  return values, vectors
 
 
 def kernel_inception_distance(features1, features2, *, num_subsets: int = 100,
