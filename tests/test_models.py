@@ -15,6 +15,7 @@ from jaxgan import models
 from jaxgan.errors import JaxganError
 from jaxgan.models import layers
 from jaxgan.models.resnet import ResnetBlock
+from jit_helpers import apply, init, jit
 
 
 def _key(seed):
@@ -31,6 +32,11 @@ def _shape_init(module, shape):
 
 def _init(module, x, seed=0):
   return module.init(_key(seed), x, train=False)
+
+
+def _init_jit(module, x, seed=0):
+  """`_init` for the networks that run: one compile (at LLVM O0), not one per op."""
+  return init(module, _key(seed), x, train=False)
 
 
 def _rand(shape, seed=0):
@@ -132,7 +138,7 @@ def test_unet_channel_schedule():
 def test_resnet_generator_shape_and_range():
   g = models.make_generator('resnet_6blocks', ngf=8)
   x = _rand((2, 32, 32, 3))
-  y = g.apply(_init(g, x), x, train=False)
+  y = apply(g, _init_jit(g, x), x, train=False)
   assert y.shape == (2, 32, 32, 3) and y.dtype == jnp.float32
   assert float(jnp.abs(y).max()) <= 1.0
 
@@ -141,7 +147,7 @@ def test_resnet_generator_shape_and_range():
 def test_unet_128_shape():
   g = models.make_generator('unet_128', ngf=8)
   x = _rand((1, 128, 128, 3))
-  y = g.apply(_init(g, x), x, train=False)
+  y = apply(g, _init_jit(g, x), x, train=False)
   assert y.shape == (1, 128, 128, 3) and y.dtype == jnp.float32
   assert float(jnp.abs(y).max()) <= 1.0
 
@@ -159,12 +165,12 @@ def test_big_generator_shapes(name, size):
 def test_basic_discriminator_patch_sizes():
   d = models.make_discriminator('basic', ndf=8)
   x = _rand((2, 32, 32, 3))
-  logits = d.apply(_init(d, x), x, train=False)
+  logits = apply(d, _init_jit(d, x), x, train=False)
   assert logits.shape == (2, 2, 2, 1) and logits.dtype == jnp.float32
 
   d = models.make_discriminator('basic', ndf=2)
   x = _rand((1, 256, 256, 3))
-  assert d.apply(_init(d, x), x, train=False).shape == (1, 30, 30, 1)
+  assert apply(d, _init_jit(d, x), x, train=False).shape == (1, 30, 30, 1)
 
 
 def test_n_layers_and_pixel_discriminator_shapes():
@@ -207,8 +213,8 @@ def _torch_conv_transpose(x, w_torch, stride, padding, output_padding):
 def test_conv_transpose_matches_pytorch_semantics(k, s, p, op):
   ct = layers.conv_transpose(3, k, s, p, op, use_bias=False)
   x = _rand((1, 5, 5, 2))
-  v = ct.init(_key(1), x)
-  y = np.asarray(ct.apply(v, x))
+  v = init(ct, _key(1), x)
+  y = np.asarray(apply(ct, v, x))
   out = (5 - 1) * s - 2 * p + k + op
   assert y.shape == (1, out, out, 3)
   # Flax applies the kernel un-flipped; PyTorch's equivalent is the flip.
@@ -229,8 +235,8 @@ def _np_conv3x3_valid(x, w, b):
 def test_resnet_block_uses_reflect_padding():
   block = ResnetBlock(dim=2, norm='none')
   x = _rand((1, 6, 6, 2))
-  v = block.init(_key(3), x, train=False)
-  y = np.asarray(block.apply(v, x, train=False))
+  v = init(block, _key(3), x, train=False)
+  y = np.asarray(apply(block, v, x, train=False))
   k0 = np.asarray(v['params']['conv_0']['kernel'])
   k1 = np.asarray(v['params']['conv_1']['kernel'])
 
@@ -254,7 +260,7 @@ def test_reflect_pad_values():
 @pytest.mark.slow
 def test_init_statistics():
   d = models.make_discriminator('basic', ndf=64, norm='batch')
-  v = _init(d, jnp.zeros((1, 32, 32, 3)))
+  v = _init_jit(d, jnp.zeros((1, 32, 32, 3)))
   p = v['params']
   kernel = np.asarray(p['conv_3']['kernel'])  # 4x4x256x512 = 2M draws
   assert abs(kernel.mean()) < 1e-3
@@ -268,7 +274,7 @@ def test_init_statistics():
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(v))
 
   ct = layers.conv_transpose(256, 3, 2, 1, 1, use_bias=True)
-  p = ct.init(_key(0), jnp.zeros((1, 2, 2, 256)))['params']
+  p = init(ct, _key(0), jnp.zeros((1, 2, 2, 256)))['params']
   assert np.asarray(p['kernel']).std() == pytest.approx(0.02, rel=0.02)
   assert not np.any(np.asarray(p['bias']))
 
@@ -295,10 +301,10 @@ class _Norm(nn.Module):
 def test_batch_norm_momentum_and_running_stats():
   bn = _Norm('batch')
   x = np.asarray(_rand((4, 3, 3, 2))) * 2.0 + 3.0
-  v = bn.init(_key(0), x, train=False)
+  v = init(bn, _key(0), x, train=False)
   scale = np.asarray(v['params']['BatchNorm_0']['scale'])
 
-  y, updates = bn.apply(v, x, train=True, mutable=['batch_stats'])
+  y, updates = apply(bn, v, x, train=True, mutable=['batch_stats'])
   stats = updates['batch_stats']['BatchNorm_0']
   mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
   # PyTorch momentum 0.1: running = 0.9 * running + 0.1 * batch (mean from 0,
@@ -309,7 +315,7 @@ def test_batch_norm_momentum_and_running_stats():
                              rtol=1e-4, atol=1e-4)
 
   v = {'params': v['params'], 'batch_stats': updates['batch_stats']}
-  y_eval = bn.apply(v, x, train=False)
+  y_eval = apply(bn, v, x, train=False)
   expected = ((x - 0.1 * mean) / np.sqrt(0.9 + 0.1 * var + 1e-5) * scale)
   np.testing.assert_allclose(y_eval, expected, rtol=1e-4, atol=1e-4)
 
@@ -317,8 +323,8 @@ def test_batch_norm_momentum_and_running_stats():
 def test_discriminator_batch_stats_update_in_train_mode():
   d = models.make_discriminator('pixel', ndf=4, norm='batch')
   x = _rand((2, 4, 4, 6))
-  v = _init(d, x)
-  _, updates = d.apply(v, x, train=True, mutable=['batch_stats'])
+  v = _init_jit(d, x)
+  _, updates = apply(d, v, x, train=True, mutable=['batch_stats'])
   before = v['batch_stats']['norm_1']['mean']
   after = updates['batch_stats']['norm_1']['mean']
   assert not np.allclose(before, after)
@@ -328,14 +334,14 @@ def test_discriminator_batch_stats_update_in_train_mode():
 def test_unet_dropout_only_in_train_mode():
   g = models.make_generator('unet_128', ngf=4, use_dropout=True)
   x = _rand((1, 128, 128, 3))
-  v = _init(g, x)
-  a = g.apply(v, x, train=True, rngs={'dropout': _key(1)})
-  b = g.apply(v, x, train=True, rngs={'dropout': _key(2)})
+  v = _init_jit(g, x)
+  a = apply(g, v, x, train=True, rngs={'dropout': _key(1)})
+  b = apply(g, v, x, train=True, rngs={'dropout': _key(2)})
   assert not np.allclose(a, b)
-  c = g.apply(v, x, train=False, rngs={'dropout': _key(1)})
-  d = g.apply(v, x, train=False, rngs={'dropout': _key(2)})
+  c = apply(g, v, x, train=False, rngs={'dropout': _key(1)})
+  d = apply(g, v, x, train=False, rngs={'dropout': _key(2)})
   np.testing.assert_array_equal(c, d)
-  np.testing.assert_array_equal(c, g.apply(v, x, train=False))
+  np.testing.assert_array_equal(c, apply(g, v, x, train=False))
 
 
 @pytest.mark.slow
@@ -343,17 +349,17 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs():
   g = models.make_generator('resnet_6blocks', ngf=8, norm='batch',
                             dtype=jnp.bfloat16)
   x = _rand((1, 16, 16, 3))
-  v = _init(g, x)
+  v = _init_jit(g, x)
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(v))
-  y, updates = g.apply(v, x, train=True, mutable=['batch_stats'])
+  y, updates = apply(g, v, x, train=True, mutable=['batch_stats'])
   assert y.dtype == jnp.float32 and y.shape == x.shape
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(updates))
 
   d = models.make_discriminator('basic', ndf=4, dtype=jnp.bfloat16)
   x = _rand((1, 32, 32, 3))
-  v = _init(d, x)
+  v = _init_jit(d, x)
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(v))
-  assert d.apply(v, x, train=False).dtype == jnp.float32
+  assert apply(d, v, x, train=False).dtype == jnp.float32
 
   y = layers.instance_norm(x.astype(jnp.bfloat16))
   assert y.dtype == jnp.bfloat16
@@ -425,7 +431,7 @@ def test_cpu_conv_formulations_equal_xla(x_shape, w_shape, stride, padding, meth
   w = jax.random.normal(jax.random.PRNGKey(1), w_shape) / np.sqrt(fan_in)
 
   def ours(x, w):
-    # Eager calls trace op by op: the placement is read inside the context.
+    # Jitted below: traced once, inside the context, which is what reads the placement.
     with cpu_conv.placement('cpu'):
       assert cpu_conv.formulation(x.shape, w.shape, stride, padding) == method
       return cpu_conv.conv2d(x, w, stride, padding)
@@ -437,10 +443,12 @@ def test_cpu_conv_formulations_equal_xla(x_shape, w_shape, stride, padding, meth
   def loss(conv):
     return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
 
-  want = xla(x, w)
-  np.testing.assert_allclose(np.asarray(ours(x, w)), np.asarray(want), rtol=0,
+  # Each side one compiled program (op by op, the formulations were up to 86 compiles).
+  want = jit(xla)(x, w)
+  np.testing.assert_allclose(np.asarray(jit(ours)(x, w)), np.asarray(want), rtol=0,
                              atol=1e-5 * float(jnp.max(jnp.abs(want))))
-  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(xla), (0, 1))(x, w)):
+  grads = [jit(jax.grad(loss(conv), (0, 1)))(x, w) for conv in (ours, xla)]
+  for a, b in zip(*grads):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
                                atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
@@ -481,7 +489,7 @@ def test_placement_chooses_the_transposed_conv_phase_split():
   from jaxgan.models import cpu_conv
   module = layers.conv_transpose(4, 3, 2, 1, 1, use_bias=False)
   x = _rand((1, 6, 6, 5))
-  params = module.init(_key(0), x)
+  params = init(module, _key(0), x)
   dilated = 'lhs_dilation=(2, 2)'
   assert dilated not in _primitives(jax.jit(module.apply), params, x)
   assert dilated not in _primitives(cpu_conv.jit_placed(module.apply, 'gpu'), params, x)
