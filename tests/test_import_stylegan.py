@@ -209,3 +209,39 @@ def test_conv_clamp_reaches_every_layer_of_g_and_d():
   np.testing.assert_array_equal(out(1e6), out(None))
   with pytest.raises(JaxganError, match='conv_clamp'):
     models.make('stylegan_generator', conv_clamp=-1.0, **kw)
+
+
+def test_easydict_kwargs_of_real_snapshots_are_read_as_dicts(tmp_path, monkeypatch):
+  """Snapshots written by the reference's train.py hold dnnlib.util.EasyDict objects
+  (training_set_kwargs; mapping_kwargs and the like among the init kwargs): read as
+  plain dicts, the class in the file never used."""
+  package = types.ModuleType('torch_utils')
+  persistence = types.ModuleType('torch_utils.persistence')
+  persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
+  dnnlib, util = types.ModuleType('dnnlib'), types.ModuleType('dnnlib.util')
+
+  class EasyDict(dict):
+    def __getattr__(self, name):
+      return self[name]
+  EasyDict.__module__, EasyDict.__qualname__ = 'dnnlib.util', 'EasyDict'
+  util.EasyDict = EasyDict
+  for name, module in (('torch_utils', package), ('torch_utils.persistence', persistence),
+                       ('dnnlib', dnnlib), ('dnnlib.util', util)):
+    monkeypatch.setitem(sys.modules, name, module)
+
+  class Net:
+    def __init__(self, kind):
+      self.kind = kind
+
+    def __reduce__(self):
+      return (_reconstruct_persistent_obj, (dict(
+          type='class', version=6, module_src='', class_name=self.kind,
+          state={'_modules': {}, '_init_kwargs': EasyDict(
+              mapping_kwargs=EasyDict(num_layers=2))}),))
+  path = tmp_path / 'snap.pkl'
+  path.write_bytes(pickle.dumps({'G': Net('Generator'), 'D': Net('Discriminator'),
+                                 'G_ema': Net('Generator'),
+                                 'training_set_kwargs': EasyDict(resolution=32)}))
+  snap = sg_import.Snapshot(path)
+  assert snap.training_set_kwargs == {'resolution': 32}
+  assert snap.G_ema.kwargs == {'mapping_kwargs': {'num_layers': 2}}

@@ -32,12 +32,24 @@ PERSISTENT = ('torch_utils.persistence', '_reconstruct_persistent_obj')
 MAPPING_LR_MULTIPLIER = 0.01  # jaxgan's MappingNetwork's
 
 
+class EasyDict(dict):
+  """Stand-in for `dnnlib.util.EasyDict` (a dict with attribute access), which real
+  snapshots hold in `training_set_kwargs` and in the networks' init kwargs
+  (`mapping_kwargs`, `synthesis_kwargs`, `epilogue_kwargs`, ...): unpickled as a dict,
+  no code of the file's."""
+
+
 def _reconstruct(meta):
   if not isinstance(meta, dict) or meta.get('type') != 'class' or not isinstance(
       meta.get('class_name'), str) or not isinstance(meta.get('state'), dict):
     raise JaxganError('malformed persistent object in the pickle')
   # The module's source code (meta['module_src']) is dropped unread.
   return torchfile.PickledObject(meta['class_name'], meta['state'])
+
+
+# The globals a snapshot may use beyond tensors, containers and numeric numpy scalars,
+# each to its stand-in.
+STAND_INS = {PERSISTENT: _reconstruct, ('dnnlib.util', 'EasyDict'): EasyDict}
 
 
 class Module:
@@ -77,7 +89,7 @@ class Snapshot:
 
   def __init__(self, path):
     self.path = path
-    obj = torchfile.read_pickle(path, {PERSISTENT: _reconstruct})
+    obj = torchfile.read_pickle(path, STAND_INS)
     if not isinstance(obj, dict) or not {'G', 'D', 'G_ema'} <= set(obj):
       keys = ', '.join(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
       raise JaxganError(f'{path}: not a stylegan2-ada-pytorch network snapshot (a dict '
