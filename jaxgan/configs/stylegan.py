@@ -52,6 +52,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.w_avg_beta = 0.995  # running average of w, for truncation
   c.model.noise_mode = 'const'  # at sampling and evaluation: random | const | none
   c.model.truncation_psi = 1.0  # at sampling and evaluation (1: no truncation)
+  # Clamp every conv's output to +-conv_clamp (the reference's conv_clamp, 256 in its
+  # fp16 configs; 0: off). Set by an imported snapshot (jaxgan.convert), usable in
+  # training too.
+  c.model.conv_clamp = 0.0
+  # The synthesis buffers: 'default' (const noise from a fixed seed, the [1, 3, 3, 1]
+  # resampling filters) | 'stored' (kept in the state's aux, as an imported snapshot's).
+  c.model.buffers = 'default'
 
   c.loss.gan_mode = 'vanilla'  # the non-saturating logistic loss
   c.loss.gp = 'r1'  # R1 on reals, lazily every 16 D steps

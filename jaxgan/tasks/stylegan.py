@@ -19,13 +19,10 @@ minibatch-stddev layer). The objective is stylegan2-ada-pytorch's:
 Both lazy groups get the reference's optimizer correction (see `jaxgan.optim`). The
 generator's EMA (ema.*) is what samples, grids, FID and `jaxgan.sample` use.
 
-Two keys an imported stylegan2-ada-pytorch snapshot sets (`jaxgan.convert`), read with
-defaults so that configs without them mean what they always did: model.conv_clamp
-(clamp the convs' outputs to +-X, the reference's conv_clamp; 0 or absent: off) and
-model.buffers ('default': the 'const' noise drawn from a fixed seed and the
-[1, 3, 3, 1] resampling filters; 'stored': kept in the state as aux['buffers'], the
-snapshot's noise_const and resample_filter buffers, `models.stylegan.default_buffers`'
-layout).
+model.conv_clamp (the reference's conv_clamp; 0: off) and model.buffers ('default' |
+'stored': the synthesis buffers kept in the state as aux['buffers'], an imported
+snapshot's noise_const and resample_filter, `models.stylegan.default_buffers`' layout)
+are set by `jaxgan.convert` from a stylegan2-ada-pytorch snapshot.
 """
 
 import math
@@ -70,10 +67,10 @@ class StyleGAN(GANTask):
     if config.data.load_size != size:
       raise JaxganError(f'data.load_size={config.data.load_size} must equal '
                         f'data.image_size={size}: StyleGAN resizes, it does not crop')
-    conv_clamp = m.get('conv_clamp') or None
+    conv_clamp = m.conv_clamp or None
     if conv_clamp is not None and conv_clamp < 0:
       raise JaxganError(f'model.conv_clamp={conv_clamp} must be >= 0 (0: off)')
-    self.buffers = m.get('buffers', 'default')
+    self.buffers = m.buffers
     if self.buffers not in BUFFERS:
       raise JaxganError(f"unknown model.buffers '{self.buffers}'; valid: "
                         f"{', '.join(BUFFERS)}")
