@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import PYTHON, REPO, SHARED, require, subprocess_env
+from conftest import PYTHON, REPO, SHARED, require, run_in_process, subprocess_env
 from jaxgan import config as config_lib, convert, runs, sample
 from jaxgan.errors import JaxganError
 
@@ -154,3 +154,39 @@ def test_convert_command_line_error_is_one_line(tmp_path):
   assert run.returncode == 1
   assert run.stderr.strip().splitlines() == [
       f'jaxgan: error: --from {tmp_path / "x.pth"}: no such file or folder']
+
+
+@pytest.mark.slow
+def test_round_trip_reference_to_jaxgan_to_onnx(cyclegan_workdir, tmp_path, capsys):
+  """The README's round trip: the reference's ResNet-6 imported -> a folder translated
+  by `jaxgan.translate` -> exported to ONNX -> run in ONNX Runtime. ONNX Runtime on
+  the fixture's input gives the reference's output (1e-4), and on the PNG inputs the
+  same PNGs as `translate` (within one grey level: the rounding of the last step)."""
+  ort = pytest.importorskip('onnxruntime', reason="the 'export' extra is not installed "
+                            "(pip install -e '.[export]')")
+  from PIL import Image
+  io = np.load(INTEROP / 'cyclegan_resnet6_ngf8_io.npz')
+  x = io['input_nchw'].transpose(0, 2, 3, 1)
+  inputs, outputs = tmp_path / 'in', tmp_path / 'out'
+  inputs.mkdir()
+  pixels = np.rint((x + 1) * 127.5).astype(np.uint8)
+  for i, image in enumerate(pixels):
+    Image.fromarray(image).save(inputs / f'{i}.png')
+  ran = run_in_process(capsys, 'jaxgan.translate', '--workdir', str(cyclegan_workdir),
+                       '--direction', 'AtoB', '--input', str(inputs), '--output',
+                       str(outputs))
+  assert ran.returncode == 0, ran.stderr[-3000:]
+  onnx_path = tmp_path / 'G.onnx'
+  ran = run_in_process(capsys, 'jaxgan.export', '--workdir', str(cyclegan_workdir),
+                       '--format', 'onnx', '--direction', 'AtoB', '--output',
+                       str(onnx_path))
+  assert ran.returncode == 0, ran.stderr[-3000:]
+  session = ort.InferenceSession(str(onnx_path))
+  name = session.get_inputs()[0].name
+  np.testing.assert_allclose(session.run(None, {name: x.astype(np.float32)})[0],
+                             io['output_nchw'].transpose(0, 2, 3, 1), rtol=0, atol=TOL)
+  onnx_out = session.run(None, {name: pixels.astype(np.float32) / 127.5 - 1})[0]
+  onnx_png = np.clip(np.rint((onnx_out + 1) * 127.5), 0, 255)
+  for i in range(len(pixels)):
+    translated = np.asarray(Image.open(outputs / f'{i}.png'), np.float64)
+    assert np.abs(translated - onnx_png[i]).max() <= 1, i
