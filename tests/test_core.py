@@ -21,6 +21,9 @@ from jaxgan.tasks.base import Sampler, Translator
 from jaxgan.tasks.nets import Nets
 
 from conftest import experiment_config, init_state, random_batch
+# `jit`: jax.jit at the init compiler options (LLVM O0 on CPU). These tests check what
+# the steps compute, not how fast: a DCGAN smoke step compiles in ~1.9 s, not ~2.4-3.6.
+from jit_helpers import apply, init, jit
 
 
 def _config(experiment='dcgan:smoke', **overrides):
@@ -136,7 +139,7 @@ def test_lr_mult_reaches_the_step():
                  'optimizer.groups.gen.lr_mult': 'G/conv_0/.*=0.0'})
   task = make_task(c, 10)
   state = init_state(task)
-  new, _ = jax.jit(task.train_step)(state, _batch(c))
+  new, _ = jit(task.train_step)(state, _batch(c))
   frozen = ['conv_0']
   assert frozen, list(state.params['G'])
   for k in state.params['G']:
@@ -196,19 +199,22 @@ def test_ema_follows_its_formula_and_serves_inference():
   steps = task.step_functions()
   assert list(steps) == ['main', 'ema']  # the EMA last in the iteration
   p0 = state.params['G']
-  new, _ = jax.jit(steps['main'][0])(state, _batch(c))
-  new, metrics = jax.jit(steps['ema'][0])(new, None)
+  new, _ = jit(steps['main'][0])(state, _batch(c))
+  new, metrics = jit(steps['ema'][0])(new, None)
   assert float(metrics['ema_beta']) == pytest.approx(0.9)
   expected = jax.tree.map(lambda p1, e0: p1 + 0.9 * (e0 - p1), new.params['G'], p0)
   for got, want in zip(_leaves(new.ema_params['G']), _leaves(expected)):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
   # Samples come from the EMA weights; with ema.for_inference off, from the live ones.
+  # Each generator call jitted: one compile, not one per op.
   z = jax.random.PRNGKey(3)
-  ema_g = Nets(task.modules, {**new.params, 'G': new.ema_params['G']}, new.batch_stats,
-               train=False)('G', jax.random.normal(z, (2, task.latent_dim)))
-  np.testing.assert_allclose(task.generate_samples(new, z, 2), ema_g, rtol=1e-6)
+  ema_g = jit(lambda new, z: Nets(
+      task.modules, {**new.params, 'G': new.ema_params['G']}, new.batch_stats,
+      train=False)('G', jax.random.normal(z, (2, task.latent_dim))))(new, z)
+  samples = jit(task.generate_samples, static_argnums=2)
+  np.testing.assert_allclose(samples(new, z, 2), ema_g, rtol=1e-6)
   c.ema.for_inference = False
-  live = make_task(c, 10).generate_samples(new, z, 2)
+  live = jit(make_task(c, 10).generate_samples, static_argnums=2)(new, z, 2)
   assert not np.allclose(live, ema_g)
   with pytest.raises(JaxganError, match=r'ema.networks: unknown network\(s\) H'):
     init_state(make_task(_config(**{'ema.decay': 0.9, 'ema.networks': 'H'}), 10))
@@ -233,7 +239,7 @@ def test_penalty_every_step_adds_gamma_over_two(kind):
   for gamma in (0.0, 4.0):
     c = _config(**{'loss.gp': kind, 'loss.lambda_gp': gamma})
     task = make_task(c, 10)
-    _, m = jax.jit(task.train_step)(init_state(task), _batch(c))
+    _, m = jit(task.train_step)(init_state(task), _batch(c))
     out[gamma] = m
   assert float(out[4.0]['loss_gp']) > 0
   assert float(out[4.0]['loss_D'] - out[0.0]['loss_D']) == pytest.approx(
@@ -258,7 +264,8 @@ def test_lazy_penalty_runs_on_its_schedule_and_only_moves_d():
                                                 ['main', 'd_reg']]
   state = trainer.init()
   before = jax.device_get(state)
-  reg_state, m = jax.jit(steps['d_reg'][0])(state, _batch(c))
+  # The loop's own compiled d_reg step (it donates `state`), reused by trainer.run below.
+  reg_state, m = trainer.steps['d_reg'][0](state, trainer.put(_batch(c)))
   assert int(reg_state.step) == 0  # only 'main' advances the step
   _assert_equal(reg_state.params['G'], before.params['G'])
   assert not np.array_equal(_leaves(reg_state.params['D'])[0], _leaves(before.params['D'])[0])
@@ -291,7 +298,8 @@ def test_lazy_step_does_not_advance_its_groups_schedule():
   assert int(state.step) == s
   expected = k / (k + 1) * 0.05 * (1 + math.cos(math.pi * s / 8))
   params = task.group(jax.device_get(state.params), 'disc')
-  moved = task.apply_gradients('disc', jax.tree.map(np.ones_like, params), state).params
+  moved = jit(lambda grads, state: task.apply_gradients('disc', grads, state).params)(
+      jax.tree.map(np.ones_like, params), state)
   applied = np.asarray(jax.tree.leaves(params)[0]) - np.asarray(jax.tree.leaves(moved)[0])
   np.testing.assert_allclose(applied, expected, rtol=1e-5)
   _, metrics = trainer.run(state, batch, s)
@@ -351,7 +359,8 @@ class _ContentAndStyle(nn.Module):
 def test_networks_with_several_inputs_initialise_from_example_inputs():
   from jaxgan.tasks.nets import init_variables
   inputs = (jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32), jnp.ones((1, 5)))
-  params, stats = init_variables(_ContentAndStyle(), jax.random.PRNGKey(0), inputs)
+  params, stats = jit(lambda rng: init_variables(_ContentAndStyle(), rng, inputs))(
+      jax.random.PRNGKey(0))  # one compile (as the loop initialises), not one per op
   assert params['affine']['kernel'].shape == (5, 3)
   assert params['conv']['kernel'].shape == (3, 3, 3, 4) and stats == {}
   # Every task gives its networks' inputs as such tuples, and init follows them.
@@ -365,8 +374,8 @@ def test_networks_with_several_inputs_initialise_from_example_inputs():
 @pytest.mark.slow
 def test_registry_builds_any_signature_and_names_the_valid_ones():
   g = models.make('dcgan_generator', image_size=16, channels=1, ngf=4)
-  variables = g.init(jax.random.PRNGKey(0), jnp.zeros((1, 8)), train=False)
-  assert g.apply(variables, jnp.zeros((2, 8)), train=False).shape == (2, 16, 16, 1)
+  variables = init(g, jax.random.PRNGKey(0), jnp.zeros((1, 8)), train=False)
+  assert apply(g, variables, jnp.zeros((2, 8)), train=False).shape == (2, 16, 16, 1)
   with pytest.raises(JaxganError, match=r"unknown network 'style'; valid: resnet_6blocks"):
     models.make('style')
 
@@ -389,8 +398,9 @@ def test_inference_restore_needs_no_optimizer_and_no_data(tmp_path):
     _assert_equal(getattr(model, name), getattr(state, name))
   sampler = task.predictors()['samples']
   assert isinstance(sampler, Sampler)
-  np.testing.assert_allclose(sampler.fn(model, jax.random.PRNGKey(1), 3),
-                             sampler.fn(state, jax.random.PRNGKey(1), 3), rtol=1e-6)
+  fn = jit(sampler.fn, static_argnums=2)  # one compile per state type, not per op
+  np.testing.assert_allclose(fn(model, jax.random.PRNGKey(1), 3),
+                             fn(state, jax.random.PRNGKey(1), 3), rtol=1e-6)
 
 
 def test_translators_name_their_domains():
