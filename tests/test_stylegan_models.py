@@ -20,6 +20,9 @@ import pytest
 from jaxgan import models
 from jaxgan.errors import JaxganError
 from jaxgan.models import stylegan
+# jax.jit at the init compiler options (LLVM O0 on CPU): these programs are checked for
+# what they compute; O0 compiles them several times faster.
+from jit_helpers import jit
 
 TINY = {'channel_base': 64, 'channel_max': 16}
 TINY_G = dict(z_dim=8, w_dim=8, **TINY)
@@ -36,11 +39,11 @@ def _rand(shape, seed=0):
 
 def _init(module, x, seed=0, **kwargs):
   # Jitted: one compilation instead of one per eagerly dispatched op.
-  return jax.jit(functools.partial(module.init, **kwargs))(_key(seed), x)
+  return jit(functools.partial(module.init, **kwargs))(_key(seed), x)
 
 
 def _apply(module, variables, x, **kwargs):
-  return jax.jit(functools.partial(module.apply, **kwargs))(variables, x)
+  return jit(functools.partial(module.apply, **kwargs))(variables, x)
 
 
 # --- parameter counts ---------------------------------------------------------
@@ -262,7 +265,7 @@ def tiny_g():
 
 
 def _map(g, variables, z, **kwargs):
-  return jax.jit(functools.partial(g.apply, method='mapping', **kwargs))(variables, z)
+  return jit(functools.partial(g.apply, method='mapping', **kwargs))(variables, z)
 
 
 def test_mapping_truncation(tiny_g):
@@ -299,7 +302,7 @@ def test_noise_modes(tiny_g):
   assert {n.split("'")[-2] for n in names} == {'kernel', 'bias', 'noise_strength',
                                                 'const'}
 
-  @jax.jit
+  @jit
   def modes(params, key):  # one compilation: every mode, one noise key
     return {mode: g.apply({'params': params}, z, noise_mode=mode,
                           rngs={'noise': key})
@@ -337,7 +340,7 @@ def test_generator_shapes(res, synthesis):
   z = jnp.asarray(_rand((2, 8)))
   variables = _init(g, z)
 
-  @jax.jit
+  @jit
   def run(variables, z):  # one compilation for every call below
     ws = g.apply(variables, z, method='mapping')
     return (ws,
@@ -381,8 +384,9 @@ def test_discriminator_shapes(res, architecture):
 
 
 def test_minibatch_stddev():
+  mbstd = jit(stylegan.minibatch_stddev, static_argnums=(1, 2))  # not one compile per op
   x = np.repeat(_rand((1, 4, 4, 6)), 4, axis=0)
-  out = np.asarray(stylegan.minibatch_stddev(jnp.asarray(x), 4, 1))
+  out = np.asarray(mbstd(jnp.asarray(x), 4, 1))
   assert out.shape == (4, 4, 4, 7)
   np.testing.assert_array_equal(out[..., :6], x)
   # Identical samples: zero variance, so the feature is sqrt(0 + 1e-8) = 1e-4.
@@ -392,14 +396,14 @@ def test_minibatch_stddev():
   # everywhere: the stddev of two values is half their distance.
   x = np.repeat(_rand((1, 2, 2, 2)), 4, axis=0)
   x[1] += 0.6
-  out = np.asarray(stylegan.minibatch_stddev(jnp.asarray(x), 2, 1))
+  out = np.asarray(mbstd(jnp.asarray(x), 2, 1))
   np.testing.assert_allclose(out[[0, 2], ..., 2], 1e-4, rtol=1e-5)
   np.testing.assert_allclose(out[[1, 3], ..., 2], math.sqrt(0.3 ** 2 + 1e-8),
                              rtol=1e-5)
   # Two features: each from its own half of the channels.
   x = np.zeros((2, 1, 1, 4), np.float32)
   x[1, ..., 2:] = 2.0
-  out = np.asarray(stylegan.minibatch_stddev(jnp.asarray(x), 4, 2))  # G = min(4, 2)
+  out = np.asarray(mbstd(jnp.asarray(x), 4, 2))  # G = min(4, 2)
   np.testing.assert_allclose(out[:, 0, 0, 4:], [[1e-4, 1.0], [1e-4, 1.0]],
                              rtol=1e-5)
   with pytest.raises(JaxganError, match='group size 4 does not divide the batch '
