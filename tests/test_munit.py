@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan import config as config_lib, models
+from jaxgan import config as config_lib, models, runs
 from jaxgan.errors import JaxganError
 from jaxgan.models import munit
 from jaxgan.tasks import make_task
@@ -170,21 +170,24 @@ def test_initialisation_kaiming_for_generators_gaussian_for_discriminators():
   g = models.make('munit_generator', channels=3, dim=16, style_dim=8, n_res=1,
                   mlp_dim=32)
   d = models.make('munit_discriminator', dim=16, n_layer=2, num_scales=1)
-  x = jnp.zeros((1, 16, 16, 3))
-  pg = g.init(jax.random.PRNGKey(0), x)['params']
-  pd = d.init(jax.random.PRNGKey(0), x)['params']
-  k = pg['content_encoder']['down_1']['kernel']  # 4x4, 32 -> 64: fan_in 512
-  assert float(jnp.std(k)) == pytest.approx(math.sqrt(2 / 512), rel=0.03)
-  fc = pg['mlp']['fc_1']['kernel']  # 32 -> 32: fan_in 32
-  assert float(jnp.std(fc)) == pytest.approx(math.sqrt(2 / 32), rel=0.1)
-  assert float(jnp.std(pd['scale_0']['conv_1']['kernel'])) == pytest.approx(0.02, rel=0.05)
   dk = models.make('munit_discriminator', dim=16, n_layer=2, num_scales=1,
                    init='kaiming')
-  pk = dk.init(jax.random.PRNGKey(0), x)['params']  # conv_1: 4x4, 16 -> 32: fan_in 256
-  assert float(jnp.std(pk['scale_0']['conv_1']['kernel'])) == pytest.approx(
-      math.sqrt(2 / 256), rel=0.05)
+  x = jnp.zeros((1, 16, 16, 3))
+  # The three initialisations as one program, compiled as the loop compiles its init
+  # (called eagerly, op by op, they were ~130 small compiles).
+  inits = lambda key: tuple(m.init(key, x)['params'] for m in (g, d, dk))
+  pg, pd, pk = runs.jit_init(inits, jax.devices()[:1])(jax.random.PRNGKey(0))
+  std = lambda leaf: float(np.std(np.asarray(leaf)))
+  k = pg['content_encoder']['down_1']['kernel']  # 4x4, 32 -> 64: fan_in 512
+  assert std(k) == pytest.approx(math.sqrt(2 / 512), rel=0.03)
+  fc = pg['mlp']['fc_1']['kernel']  # 32 -> 32: fan_in 32
+  assert std(fc) == pytest.approx(math.sqrt(2 / 32), rel=0.1)
+  assert std(pd['scale_0']['conv_1']['kernel']) == pytest.approx(0.02, rel=0.05)
+  # conv_1: 4x4, 16 -> 32: fan_in 256
+  assert std(pk['scale_0']['conv_1']['kernel']) == pytest.approx(math.sqrt(2 / 256),
+                                                                  rel=0.05)
   gamma = pg['decoder']['up_0_norm']['gamma']
-  assert float(gamma.min()) >= 0 and float(gamma.max()) <= 1
+  assert np.asarray(gamma).min() >= 0 and np.asarray(gamma).max() <= 1
   for tree in (pg, pd):
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
       if path[-1].key in ('bias', 'beta'):
@@ -202,7 +205,8 @@ def test_step_updates_each_group_from_its_own_loss():
   task = make_task(_config(**{'loss.gan_w': 0.0, 'loss.recon_x_cyc_w': 2.0,
                               'optimizer.weight_decay': 0.0}), 10)
   state = init_state(task)
-  new, m = jax.jit(task.train_step)(jax.tree.map(jnp.copy, state), _batch())
+  copy = jax.jit(lambda s: jax.tree.map(jnp.copy, s))  # one compile, not one a shape
+  new, m = jax.jit(task.train_step)(copy(state), _batch())
   assert all(np.isfinite(float(v)) for v in m.values())
   assert float(m['loss_D']) == 0.0 and float(m['loss_adv_A']) == 0.0
   assert float(m['loss_cyc_x_A']) > 0 and float(m['loss_cyc_x_B']) > 0
@@ -254,25 +258,26 @@ def test_predictors_sample_grid_and_styles():
   p = task.predictors()
   assert {k: (v.source, v.target, v.size_multiple) for k, v in p.items()} == {
       'AtoB': ('a', 'b', 4), 'BtoA': ('b', 'a', 4)}
-  ab = np.asarray(p['AtoB'].fn(state, x_a))
+  # Each call jitted, as the tools run them (op by op, ~150 small compiles).
+  ab_fn = jax.jit(p['AtoB'].fn)
+  ab = np.asarray(ab_fn(state, x_a))
   assert ab.shape == x_a.shape and np.abs(ab).max() <= 1
   # Deterministic, and each image's translation independent of its batch.
-  np.testing.assert_array_equal(ab, np.asarray(p['AtoB'].fn(state, x_a)))
-  np.testing.assert_allclose(np.asarray(p['AtoB'].fn(state, x_a[1:])), ab[1:],
-                             atol=1e-5)
-  style = task.encode_style(state, 'b', x_b)
+  np.testing.assert_array_equal(ab, np.asarray(ab_fn(state, x_a)))
+  np.testing.assert_allclose(np.asarray(ab_fn(state, x_a[1:])), ab[1:], atol=1e-5)
+  style = jax.jit(lambda s, y: task.encode_style(s, 'b', y))(state, x_b)
   assert style.shape == (2, task.style_dim)
-  np.testing.assert_allclose(np.asarray(task.translate(state, 'BtoA', x_b,
-                                                       task.default_style())),
-                             np.asarray(p['BtoA'].fn(state, x_b)), atol=1e-6)
+  translate = jax.jit(task.translate, static_argnums=1)
+  np.testing.assert_allclose(np.asarray(translate(state, 'BtoA', x_b,
+                                                  task.default_style())),
+                             np.asarray(jax.jit(p['BtoA'].fn)(state, x_b)), atol=1e-6)
   cols = jax.jit(task.sample)(state, batch)
   assert len(cols) == 5 and all(c.shape == x_a.shape for c in cols)
   np.testing.assert_array_equal(np.asarray(cols[0]), np.asarray(x_a))
   np.testing.assert_array_equal(np.asarray(cols[4]), np.asarray(x_b))
   assert np.abs(np.asarray(cols[1]) - np.asarray(cols[2])).max() > 1e-4  # two styles
   np.testing.assert_allclose(np.asarray(cols[3]),
-                             np.asarray(task.translate(state, 'AtoB', x_a, style)),
-                             atol=1e-5)
+                             np.asarray(translate(state, 'AtoB', x_a, style)), atol=1e-5)
   assert state.aux['sample_style_1'].shape == (task.grid, task.style_dim)
   with pytest.raises(JaxganError, match="unknown direction 'AB'"):
     task.translate(state, 'AB', x_a, style)
@@ -312,7 +317,6 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 def test_translate_and_sample_with_styles(trained, tmp_path, capsys):
   from PIL import Image
-  from jaxgan import runs
   from conftest import run_in_process
   w, inputs = trained / 'w', trained / 'in'
 
@@ -337,9 +341,10 @@ def test_translate_and_sample_with_styles(trained, tmp_path, capsys):
   by_ref = translate(tmp_path / 'r', '--style-ref', str(ref))
   config, task, model, _ = runs.restore_inference(w)
   x = lambda path: jnp.asarray(np.asarray(Image.open(path), np.float32)[None] / 127.5 - 1)
-  style = task.encode_style(model, 'b', x(ref))
-  direct = (np.asarray(task.translate(model, 'AtoB', x(inputs / '0.png'), style))[0]
-            + 1) * 127.5
+  # Called directly, in one jitted program (op by op, ~60 small compiles).
+  direct = jax.jit(lambda m, r, x0: task.translate(m, 'AtoB', x0,
+                                                   task.encode_style(m, 'b', r)))
+  direct = (np.asarray(direct(model, x(ref), x(inputs / '0.png')))[0] + 1) * 127.5
   assert np.abs(by_ref['0.png'].astype(np.float64) - direct).max() <= 1.0  # uint8 rounding
   # The style grid: rows = inputs, columns = input + styles; a column is one style.
   for flags in ([], ['--interpolate']):
