@@ -12,6 +12,7 @@ from jaxgan.tasks import make_task
 from jaxgan.tasks.nets import Nets
 
 from conftest import init_state
+from jit_helpers import jit
 
 
 def _smoke(**overrides):
@@ -49,18 +50,26 @@ def test_update_order_and_losses():
   real = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 1)),
                      jnp.float32)
   z = _step_inputs(task, state, 4)
-  new, m = jax.jit(task.train_step)(state, {'a': real})
-  # G's forward pass in train mode (batch statistics), with the old parameters.
-  nets = Nets(task.modules, state.params, state.batch_stats, train=True)
-  fake = nets('G', z)
-  # D: BCE on real (target 1) plus on fake (target 0), not halved, before its update.
-  d_old = Nets(task.modules, state.params, state.batch_stats, train=True)
-  expected_d = (jnp.mean(jax.nn.softplus(-d_old('D', real))) +
-                jnp.mean(jax.nn.softplus(d_old('D', fake))))
+  # The step and the hand-written losses each one program (jit_helpers.jit, LLVM O0),
+  # not one compile per op.
+  new, m = jit(task.train_step)(state, {'a': real})
+
+  @jit
+  def expected_losses(state, new, real, z):
+    # G's forward pass in train mode (batch statistics), with the old parameters.
+    nets = Nets(task.modules, state.params, state.batch_stats, train=True)
+    fake = nets('G', z)
+    # D: BCE on real (target 1) plus on fake (target 0), not halved, before its update.
+    d_old = Nets(task.modules, state.params, state.batch_stats, train=True)
+    expected_d = (jnp.mean(jax.nn.softplus(-d_old('D', real))) +
+                  jnp.mean(jax.nn.softplus(d_old('D', fake))))
+    # G: the non-saturating -log sigmoid(D(G(z))), judged by the updated D.
+    d_new = Nets(task.modules, new.params, d_old.stats, train=True)
+    expected_g = jnp.mean(jax.nn.softplus(-d_new('D', fake)))
+    return expected_d, expected_g
+
+  expected_d, expected_g = expected_losses(state, new, real, z)
   assert float(m['loss_D']) == pytest.approx(float(expected_d), rel=1e-4)
-  # G: the non-saturating -log sigmoid(D(G(z))), judged by the updated D.
-  d_new = Nets(task.modules, new.params, d_old.stats, train=True)
-  expected_g = jnp.mean(jax.nn.softplus(-d_new('D', fake)))
   assert float(m['loss_G']) == pytest.approx(float(expected_g), rel=1e-4)
   assert float(losses.generator_loss('vanilla', jnp.zeros(3))) == pytest.approx(np.log(2))
   changed = [not np.array_equal(x, y) for x, y in
@@ -71,19 +80,22 @@ def test_update_order_and_losses():
 def test_fixed_noise_grid_and_samples():
   task = make_task(_smoke(), steps_per_epoch=10)
   state = init_state(task)
-  cols = task.sample(state, batch=None)
+  # One program each (jit_helpers.jit, LLVM O0), not one compile per op.
+  grid = jit(lambda state: task.sample(state, batch=None))
+  samples = jit(task.generate_samples, static_argnums=2)
+  cols = grid(state)
   assert len(cols) == 2  # smoke: a 2x2 grid
   assert all(col.shape == (2, 16, 16, 1) for col in cols)
-  step = jax.jit(task.train_step)
+  step = jit(task.train_step)
   batch = {'a': jnp.zeros((4, 16, 16, 1))}
   new = state
   for _ in range(2):
     new, _ = step(new, batch)
   # The same z all run long; the images move as G learns.
   np.testing.assert_array_equal(new.aux['sample_z'], state.aux['sample_z'])
-  assert not np.allclose(task.sample(new, None)[0], cols[0])
-  a = task.generate_samples(new, jax.random.PRNGKey(3), 5)
-  b = task.generate_samples(new, jax.random.PRNGKey(3), 5)
+  assert not np.allclose(grid(new)[0], cols[0])
+  a = samples(new, jax.random.PRNGKey(3), 5)
+  b = samples(new, jax.random.PRNGKey(3), 5)
   assert a.shape == (5, 16, 16, 1) and float(jnp.max(jnp.abs(a))) <= 1.0
   np.testing.assert_array_equal(a, b)
 

@@ -15,11 +15,12 @@ def _images(values):
 
 
 def test_pool_fills_then_returns_inputs():
+  query = jax.jit(pool.query)  # one compile per batch size, not one per op
   p = pool.init_pool(3, (2, 2, 1))
-  p, out = pool.query(p, _images([1, 2]), jax.random.PRNGKey(0))
+  p, out = query(p, _images([1, 2]), jax.random.PRNGKey(0))
   np.testing.assert_array_equal(out, _images([1, 2]))
   assert int(p.count) == 2
-  p, out = pool.query(p, _images([3]), jax.random.PRNGKey(1))
+  p, out = query(p, _images([3]), jax.random.PRNGKey(1))
   np.testing.assert_array_equal(out, _images([3]))
   assert int(p.count) == 3
   assert sorted(np.asarray(p.images)[:, 0, 0, 0]) == [1, 2, 3]
@@ -50,8 +51,9 @@ def test_pool_sequential_within_batch():
   # is swapped with 5 — the second image sees the pool the first one left.
   p = pool.init_pool(1, (2, 2, 1))
   seen = set()
+  query = jax.jit(pool.query)  # one compile, not 50 traces of it op by op
   for i in range(50):
-    new, out = pool.query(p, _images([5, 6]), jax.random.PRNGKey(i))
+    new, out = query(p, _images([5, 6]), jax.random.PRNGKey(i))
     pair = tuple(np.asarray(out)[:, 0, 0, 0])
     assert pair in ((5, 6), (5, 5))
     assert float(new.images[0, 0, 0, 0]) == (6 if pair == (5, 5) else 5)
