@@ -77,13 +77,19 @@ def test_objective_direction_and_update_order(direction):
   assert float(m['loss_D']) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.fixture(scope='module')
+def default_task():
+  """(task, initial state, jitted step) of pix2pix:smoke at lr 1e-3: one step program
+  for the tests of the default networks (batch norm, dropout, a conditional D)."""
+  task = make_task(_smoke(**{'optimizer.lr': 1e-3}), steps_per_epoch=100)
+  return task, init_state(task), jax.jit(task.train_step)
+
+
 @pytest.mark.slow
-def test_default_task_learns_a_fixed_pair():
+def test_default_task_learns_a_fixed_pair(default_task):
   # Batch norm, dropout, a conditional D: G fits a fixed pair within a few steps.
   batch = _batch()
-  task = make_task(_smoke(**{'optimizer.lr': 1e-3}), steps_per_epoch=100)
-  state = init_state(task)
-  step = jax.jit(task.train_step)
+  task, state, step = default_task
   history = []
   for _ in range(10):
     state, m = step(state, batch)
@@ -93,11 +99,10 @@ def test_default_task_learns_a_fixed_pair():
 
 
 @pytest.mark.slow
-def test_batch_norm_state_and_test_time_modes():
-  task = make_task(_smoke(), steps_per_epoch=10)
-  state = init_state(task)
+def test_batch_norm_state_and_test_time_modes(default_task):
+  task, state, step = default_task
   batch = _batch(n=2)
-  new, _ = jax.jit(task.train_step)(state, batch)
+  new, _ = step(state, batch)
   changed = lambda a, b: not all(np.array_equal(x, y) for x, y in
                                  zip(jax.tree.leaves(a), jax.tree.leaves(b)))
   assert changed(state.batch_stats['G'], new.batch_stats['G'])
@@ -127,9 +132,10 @@ def test_batch_norm_state_and_test_time_modes():
 def test_pixelgan_and_bad_config():
   task = make_task(_smoke(**{'model.discriminator': 'pixel'}), steps_per_epoch=10)
   state = init_state(task)
-  out = task.modules['D'].apply({'params': state.params['D'],
-                                 'batch_stats': state.batch_stats['D']},
-                                jnp.zeros((1, 64, 64, 6)), train=False)
+  # The output's shape from the trace alone (applied op by op: ~15 compiles).
+  out = jax.eval_shape(lambda v: task.modules['D'].apply(v, jnp.zeros((1, 64, 64, 6)),
+                                                         train=False),
+                       {'params': state.params['D'], 'batch_stats': state.batch_stats['D']})
   assert out.shape == (1, 64, 64, 1)  # one logit per pixel
   _, m = jax.jit(task.train_step)(state, _batch())
   assert np.isfinite(float(m['loss_D']))
