@@ -48,15 +48,34 @@ def test_step_lowers_losses_on_a_fixed_batch():
   assert int(state.aux['pool_A'].count) == 3
 
 
+@pytest.fixture(scope='module')
+def first_step():
+  """`first_step(**overrides)` -> (state, metrics) after one step of cyclegan:smoke
+  with `loss.KEY=VALUE` overrides, from the initial state; each config's step compiled
+  once for the module (the tests below share the config they both need)."""
+  done = {}
+
+  def run(**overrides):
+    key = tuple(sorted(overrides.items()))
+    if key not in done:
+      task = make_task(_smoke(**{'loss.' + k: v for k, v in overrides.items()}), 10)
+      done[key] = jax.jit(task.train_step)(init_state(task), _batch())
+    return done[key]
+
+  return run
+
+
+# The two tests below run in wgangp mode without the identity terms: the config they
+# share (lambda_gp 10, lambda_cycle 10) is one step compile.
+_WGANGP = {'gan_mode': 'wgangp', 'lambda_identity': 0.0}
+
+
 @pytest.mark.slow
-def test_weights_of_the_objective():
+def test_weights_of_the_objective(first_step):
   # lambda_identity = 0 zeroes the identity terms; lambda_cycle scales cycle terms.
-  batch = _batch()
   out = {}
   for lam in (10.0, 5.0):
-    task = make_task(_smoke(**{'loss.lambda_cycle': lam, 'loss.lambda_identity': 0.0}), 10)
-    state = init_state(task)
-    _, m = jax.jit(task.train_step)(state, batch)
+    _, m = first_step(**_WGANGP, lambda_gp=10.0, lambda_cycle=lam)
     out[lam] = m
     assert float(m['loss_idt_A']) == 0.0 and float(m['loss_idt_B']) == 0.0
   np.testing.assert_allclose(float(out[10.0]['loss_cycle_A']),
@@ -64,13 +83,10 @@ def test_weights_of_the_objective():
 
 
 @pytest.mark.slow
-def test_wgangp_penalty_reaches_the_discriminators_only():
-  batch = _batch()
+def test_wgangp_penalty_reaches_the_discriminators_only(first_step):
   params = {}
   for lam in (0.0, 10.0):
-    task = make_task(_smoke(**{'loss.gan_mode': 'wgangp', 'loss.lambda_gp': lam}), 10)
-    state = init_state(task)
-    state, m = jax.jit(task.train_step)(state, batch)
+    state, m = first_step(**_WGANGP, lambda_gp=lam, lambda_cycle=10.0)
     assert float(m['loss_gp_A']) > 0 and float(m['loss_gp_B']) > 0
     params[lam] = state.params
   same = lambda x, y: bool(np.array_equal(x, y))
