@@ -40,6 +40,7 @@ def pytest_collection_modifyitems(config, items):
   """
   if not getattr(config.option, 'loadgroup', False):  # set in xdist workers only
     return
+  _longest_first(items)
   for item in items:
     groups = sorted({str(m.args[0] if m.args else m.kwargs.get('name', 'default'))
                      for m in item.iter_markers('xdist_group')})
@@ -47,6 +48,27 @@ def pytest_collection_modifyitems(config, items):
     if groups and not item.nodeid.endswith(suffix) and hasattr(item, '_id'):
       from _pytest.nodeid import NodeId  # pytest >= 9.2, where `_id` exists
       item._id = NodeId.parse(item.nodeid + suffix)
+
+
+# The work units that take longest (each group runs on one worker, in one piece: its
+# module fixture launches subprocesses), longest first. xdist hands units out in
+# collection order, so these go first and the short tests fill in behind them, instead
+# of a long unit starting last while the other worker idles.
+LONGEST_GROUPS = ('sharding_launch', 'multiprocess_launch', 'faults_straight',
+                  'cli_smoke_run', 'faults_two_steps')
+
+
+def _longest_first(items):
+  """Reorder `items` (stable): the LONGEST_GROUPS in that order, then the other
+  `slow` tests, then the rest."""
+  def rank(item):
+    groups = [str(m.args[0] if m.args else m.kwargs.get('name', 'default'))
+              for m in item.iter_markers('xdist_group')]
+    for i, group in enumerate(LONGEST_GROUPS):
+      if group in groups:
+        return i
+    return len(LONGEST_GROUPS) + (0 if item.get_closest_marker('slow') else 1)
+  items.sort(key=rank)
 
 
 REPO = Path(__file__).resolve().parents[1]
