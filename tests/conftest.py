@@ -18,6 +18,13 @@ from pathlib import Path
 
 import pytest
 
+# One OpenBLAS thread per test process (set before anything imports NumPy; the
+# subprocesses inherit it): `make test` runs two xdist workers on 2 cores, and two
+# processes each running 2-thread OpenBLAS oversubscribe them, its threads spinning
+# while they wait. Two 8-image FIDs (2048² eigendecompositions) run at once took 2.7
+# and 11.8 s each with the default threads, 1.3 s with one (BUILD_NOTES, "Test suite").
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix='jaxgan-test-xla-cache-')
   atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
