@@ -229,6 +229,11 @@ def test_nan_injected_at_a_chosen_step(tmp_path, monkeypatch):
 # -- nothing lost -------------------------------------------------------------------
 
 
+# Orbax's reads of the truncated checkpoint fail in coroutines that are collected
+# unawaited once the restore has given up on that step (~200 'Exception ignored'
+# warnings, each the expected read error): the fallback is what this test checks.
+@pytest.mark.filterwarnings('ignore:Exception ignored in.*_read_array_index_and_device_put'
+                            ':pytest.PytestUnraisableExceptionWarning')
 @pytest.mark.xdist_group('faults_straight')
 @pytest.mark.slow
 @pytest.mark.parametrize('damage', ['truncated', 'bytes-changed', 'manifest-deleted'])
