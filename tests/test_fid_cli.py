@@ -42,15 +42,17 @@ def test_fid_cli_folders_and_stats(tmp_path, capsys):
   assert fid_ab > 1.0 and 'KID:' in out.stdout
   # Statistics saved once give the same number; a set against itself is ~0.
   stats = tmp_path / 'a.npz'
+  # --batch-size 4 as above: the same compiled network, and 6 images padded to 8,
+  # not to the default 50 (each padded image is a full Inception forward).
   out = run_in_process(capsys, 'jaxgan.fid', '--save-stats', str(a), str(stats), '--weights',
-                       str(weights))
+                       str(weights), '--batch-size', '4')
   assert out.returncode == 0 and stats.is_file(), out.stderr[-3000:]
-  # (Each FID costs a 2048x2048 sqrtm, ~10 s here: the test computes two.)
-  out = run_in_process(capsys, 'jaxgan.fid', str(stats), str(a), '--weights', str(weights))
+  out = run_in_process(capsys, 'jaxgan.fid', str(stats), str(a), '--weights', str(weights),
+                       '--batch-size', '4')
   assert abs(float(out.stdout.split('FID:')[1].split()[0])) < 1e-2, out.stdout
   # IS needs the classifier, which the shared npz lacks: a clear one-line error.
   out = run_in_process(capsys, 'jaxgan.fid', str(a), str(b), '--inception-score',
-                       '--weights', str(weights))
+                       '--weights', str(weights), '--batch-size', '4')
   assert out.returncode == 1 and 'needs weights with the 1008-way classifier' in out.stderr
 
 
