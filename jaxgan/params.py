@@ -1,5 +1,6 @@
 """Parameter counts of an experiment's networks, without training or data:
-`python -m jaxgan.params --experiment NAME[:VARIANT] [--config.KEY=VALUE ...]`.
+`python -m jaxgan.params --experiment NAME[:VARIANT] [--config.KEY=VALUE ...]`, or of
+a workdir's (a run's, or one `jaxgan.convert` wrote): `--workdir W`.
 
 Prints one row per network (trainable parameters only: batch-norm statistics, EMA
 copies and buffers are not counted) and the total, from the shapes alone
@@ -16,7 +17,9 @@ def parse_args(argv):
   parser = argparse.ArgumentParser(
       prog='python -m jaxgan.params', description=__doc__.split('\n')[0],
       epilog='Experiments: ' + ', '.join(config_lib.experiments()) + '.')
-  parser.add_argument('--experiment', required=True, help='NAME or NAME:VARIANT')
+  which = parser.add_mutually_exclusive_group(required=True)
+  which.add_argument('--experiment', help='NAME or NAME:VARIANT')
+  which.add_argument('--workdir', help="a workdir: its config.json's networks")
   args, rest = parser.parse_known_args(argv)
   return args, config_lib.parse_overrides(rest)
 
@@ -34,12 +37,17 @@ def counts(config) -> dict[str, int]:
 
 def main(argv):
   args, overrides = parse_args(argv)
-  config = config_lib.get_experiment(args.experiment)
+  if args.workdir:
+    from jaxgan import workdir
+    config = workdir.read_config(args.workdir)
+    name = f'{args.workdir} ({config.experiment})'
+  else:
+    config, name = config_lib.get_experiment(args.experiment), args.experiment
   for key, value in overrides:
     config_lib.apply_override(config, key, value)
   per_net = counts(config)
   d = config.data
-  print(f'{args.experiment}: {d.image_size}x{d.image_size}x{d.channels} images')
+  print(f'{name}: {d.image_size}x{d.image_size}x{d.channels} images')
   print('| network | parameters |')
   print('|---|---|')
   for name, n in per_net.items():

@@ -190,3 +190,13 @@ def test_round_trip_reference_to_jaxgan_to_onnx(cyclegan_workdir, tmp_path, caps
   for i in range(len(pixels)):
     translated = np.asarray(Image.open(outputs / f'{i}.png'), np.float64)
     assert np.abs(translated - onnx_png[i]).max() <= 1, i
+
+
+@pytest.mark.slow
+def test_params_of_an_imported_workdir(cyclegan_workdir, capsys):
+  # The fixture README's count of the reference's ResNet-6 (ngf 8): 124,931.
+  out = run_in_process(capsys, 'jaxgan.params', '--workdir', str(cyclegan_workdir))
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert '| G | 124,931 |' in out.stdout and '| F | 124,931 |' in out.stdout
+  out = run_in_process(capsys, 'jaxgan.params', '--workdir', str(cyclegan_workdir.parent))
+  assert out.returncode == 1 and 'not a jaxgan workdir' in out.stderr
