@@ -21,9 +21,7 @@ from jaxgan.tasks.base import Sampler, Translator
 from jaxgan.tasks.nets import Nets
 
 from conftest import experiment_config, init_state, random_batch
-# `jit`: jax.jit at the init compiler options (LLVM O0 on CPU). These tests check what
-# the steps compute, not how fast: a DCGAN smoke step compiles in ~1.9 s, not ~2.4-3.6.
-from jit_helpers import apply, init, jit
+from jit_helpers import apply, init
 
 
 def _config(experiment='dcgan:smoke', **overrides):
@@ -139,7 +137,7 @@ def test_lr_mult_reaches_the_step():
                  'optimizer.groups.gen.lr_mult': 'G/conv_0/.*=0.0'})
   task = make_task(c, 10)
   state = init_state(task)
-  new, _ = jit(task.train_step)(state, _batch(c))
+  new, _ = jax.jit(task.train_step)(state, _batch(c))
   frozen = ['conv_0']
   assert frozen, list(state.params['G'])
   for k in state.params['G']:
@@ -199,8 +197,8 @@ def test_ema_follows_its_formula_and_serves_inference():
   steps = task.step_functions()
   assert list(steps) == ['main', 'ema']  # the EMA last in the iteration
   p0 = state.params['G']
-  new, _ = jit(steps['main'][0])(state, _batch(c))
-  new, metrics = jit(steps['ema'][0])(new, None)
+  new, _ = jax.jit(steps['main'][0])(state, _batch(c))
+  new, metrics = jax.jit(steps['ema'][0])(new, None)
   assert float(metrics['ema_beta']) == pytest.approx(0.9)
   expected = jax.tree.map(lambda p1, e0: p1 + 0.9 * (e0 - p1), new.params['G'], p0)
   for got, want in zip(_leaves(new.ema_params['G']), _leaves(expected)):
@@ -208,13 +206,13 @@ def test_ema_follows_its_formula_and_serves_inference():
   # Samples come from the EMA weights; with ema.for_inference off, from the live ones.
   # Each generator call jitted: one compile, not one per op.
   z = jax.random.PRNGKey(3)
-  ema_g = jit(lambda new, z: Nets(
+  ema_g = jax.jit(lambda new, z: Nets(
       task.modules, {**new.params, 'G': new.ema_params['G']}, new.batch_stats,
       train=False)('G', jax.random.normal(z, (2, task.latent_dim))))(new, z)
-  samples = jit(task.generate_samples, static_argnums=2)
+  samples = jax.jit(task.generate_samples, static_argnums=2)
   np.testing.assert_allclose(samples(new, z, 2), ema_g, rtol=1e-6)
   c.ema.for_inference = False
-  live = jit(make_task(c, 10).generate_samples, static_argnums=2)(new, z, 2)
+  live = jax.jit(make_task(c, 10).generate_samples, static_argnums=2)(new, z, 2)
   assert not np.allclose(live, ema_g)
   with pytest.raises(JaxganError, match=r'ema.networks: unknown network\(s\) H'):
     init_state(make_task(_config(**{'ema.decay': 0.9, 'ema.networks': 'H'}), 10))
@@ -239,7 +237,7 @@ def test_penalty_every_step_adds_gamma_over_two(kind):
   for gamma in (0.0, 4.0):
     c = _config(**{'loss.gp': kind, 'loss.lambda_gp': gamma})
     task = make_task(c, 10)
-    _, m = jit(task.train_step)(init_state(task), _batch(c))
+    _, m = jax.jit(task.train_step)(init_state(task), _batch(c))
     out[gamma] = m
   assert float(out[4.0]['loss_gp']) > 0
   assert float(out[4.0]['loss_D'] - out[0.0]['loss_D']) == pytest.approx(
@@ -298,7 +296,7 @@ def test_lazy_step_does_not_advance_its_groups_schedule():
   assert int(state.step) == s
   expected = k / (k + 1) * 0.05 * (1 + math.cos(math.pi * s / 8))
   params = task.group(jax.device_get(state.params), 'disc')
-  moved = jit(lambda grads, state: task.apply_gradients('disc', grads, state).params)(
+  moved = jax.jit(lambda grads, state: task.apply_gradients('disc', grads, state).params)(
       jax.tree.map(np.ones_like, params), state)
   applied = np.asarray(jax.tree.leaves(params)[0]) - np.asarray(jax.tree.leaves(moved)[0])
   np.testing.assert_allclose(applied, expected, rtol=1e-5)
@@ -359,7 +357,7 @@ class _ContentAndStyle(nn.Module):
 def test_networks_with_several_inputs_initialise_from_example_inputs():
   from jaxgan.tasks.nets import init_variables
   inputs = (jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32), jnp.ones((1, 5)))
-  params, stats = jit(lambda rng: init_variables(_ContentAndStyle(), rng, inputs))(
+  params, stats = jax.jit(lambda rng: init_variables(_ContentAndStyle(), rng, inputs))(
       jax.random.PRNGKey(0))  # one compile (as the loop initialises), not one per op
   assert params['affine']['kernel'].shape == (5, 3)
   assert params['conv']['kernel'].shape == (3, 3, 3, 4) and stats == {}
@@ -398,7 +396,7 @@ def test_inference_restore_needs_no_optimizer_and_no_data(tmp_path):
     _assert_equal(getattr(model, name), getattr(state, name))
   sampler = task.predictors()['samples']
   assert isinstance(sampler, Sampler)
-  fn = jit(sampler.fn, static_argnums=2)  # one compile per state type, not per op
+  fn = jax.jit(sampler.fn, static_argnums=2)  # one compile per state type, not per op
   np.testing.assert_allclose(fn(model, jax.random.PRNGKey(1), 3),
                              fn(state, jax.random.PRNGKey(1), 3), rtol=1e-6)
 

@@ -12,7 +12,6 @@ from jaxgan.tasks import make_task
 from jaxgan.tasks.nets import Nets
 
 from conftest import init_state
-from jit_helpers import jit
 
 
 def _smoke(**overrides):
@@ -50,11 +49,11 @@ def test_update_order_and_losses():
   real = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 1)),
                      jnp.float32)
   z = _step_inputs(task, state, 4)
-  # The step and the hand-written losses each one program (jit_helpers.jit, LLVM O0),
+  # The step and the hand-written losses each one program (LLVM O0 in tests: conftest),
   # not one compile per op.
-  new, m = jit(task.train_step)(state, {'a': real})
+  new, m = jax.jit(task.train_step)(state, {'a': real})
 
-  @jit
+  @jax.jit
   def expected_losses(state, new, real, z):
     # G's forward pass in train mode (batch statistics), with the old parameters.
     nets = Nets(task.modules, state.params, state.batch_stats, train=True)
@@ -80,13 +79,13 @@ def test_update_order_and_losses():
 def test_fixed_noise_grid_and_samples():
   task = make_task(_smoke(), steps_per_epoch=10)
   state = init_state(task)
-  # One program each (jit_helpers.jit, LLVM O0), not one compile per op.
-  grid = jit(lambda state: task.sample(state, batch=None))
-  samples = jit(task.generate_samples, static_argnums=2)
+  # One program each, not one compile per op.
+  grid = jax.jit(lambda state: task.sample(state, batch=None))
+  samples = jax.jit(task.generate_samples, static_argnums=2)
   cols = grid(state)
   assert len(cols) == 2  # smoke: a 2x2 grid
   assert all(col.shape == (2, 16, 16, 1) for col in cols)
-  step = jit(task.train_step)
+  step = jax.jit(task.train_step)
   batch = {'a': jnp.zeros((4, 16, 16, 1))}
   new = state
   for _ in range(2):

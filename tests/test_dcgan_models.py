@@ -18,9 +18,6 @@ import pytest
 from jaxgan import models
 from jaxgan.errors import JaxganError
 from jaxgan.models import dcgan
-# jax.jit at the init compiler options (LLVM O0 on CPU): these programs are checked for
-# what they compute; O0 compiles them several times faster.
-from jit_helpers import jit
 
 NZ = 100
 
@@ -37,11 +34,11 @@ def _rand(shape, seed=0):
 
 def _init(module, x, seed=0):
   # Jitted: one compilation instead of one per eagerly dispatched op (~3x faster).
-  return jit(functools.partial(module.init, train=False))(_key(seed), x)
+  return jax.jit(functools.partial(module.init, train=False))(_key(seed), x)
 
 
 def _apply(module, variables, x, **kwargs):
-  return jit(functools.partial(module.apply, **kwargs))(variables, x)
+  return jax.jit(functools.partial(module.apply, **kwargs))(variables, x)
 
 
 def _shape_init(module, x_shape):
@@ -139,7 +136,7 @@ def test_shapes_and_ranges(size, channels):
   g, d = _pair(size, channels, 4)
   z = _rand((2, NZ))
   # init's output is the train=False forward pass: one compilation per network.
-  init = lambda m: jit(functools.partial(m.init_with_output, train=False))
+  init = lambda m: jax.jit(functools.partial(m.init_with_output, train=False))
   images, _ = init(g)(_key(0), z)
   assert images.shape == (2, size, size, channels)
   assert images.dtype == jnp.float32

@@ -10,7 +10,6 @@ import pytest
 
 from jaxgan import losses
 from jaxgan.errors import JaxganError
-from jit_helpers import jit
 
 LN2 = math.log(2.0)
 
@@ -59,8 +58,8 @@ def test_gradient_penalty_linear_critic():
   d_fn = lambda x: jnp.sum(x * w, axis=(1, 2, 3))
   real = jax.random.normal(jax.random.PRNGKey(0), (5, 4, 4, 1))
   fake = jax.random.normal(jax.random.PRNGKey(1), (5, 4, 4, 1))
-  # One program (jit_helpers.jit), not one compile per op of the penalty and its grad.
-  gp = jit(functools.partial(losses.gradient_penalty, d_fn))(real, fake,
+  # One program, not one compile per op of the penalty and its grad.
+  gp = jax.jit(functools.partial(losses.gradient_penalty, d_fn))(real, fake,
                                                              jax.random.PRNGKey(2))
   assert gp == pytest.approx(4.0, rel=1e-5)
 
@@ -73,7 +72,7 @@ def test_gradient_penalty_depends_on_interpolation():
   rng = jax.random.PRNGKey(7)
   eps = jax.random.uniform(rng, (3, 1, 1, 1)).reshape(-1)
   expected = float(jnp.mean(jnp.square(eps * math.sqrt(n) - 1.0)))
-  gp = jit(functools.partial(losses.gradient_penalty,
+  gp = jax.jit(functools.partial(losses.gradient_penalty,
                              lambda x: 0.5 * jnp.sum(x * x, axis=(1, 2, 3))))(real, fake, rng)
   assert gp == pytest.approx(expected, rel=1e-5)
 

@@ -15,7 +15,7 @@ from jaxgan import models
 from jaxgan.errors import JaxganError
 from jaxgan.models import layers
 from jaxgan.models.resnet import ResnetBlock
-from jit_helpers import apply, init, jit
+from jit_helpers import apply, init
 
 
 def _key(seed):
@@ -35,7 +35,7 @@ def _init(module, x, seed=0):
 
 
 def _init_jit(module, x, seed=0):
-  """`_init` for the networks that run: one compile (at LLVM O0), not one per op."""
+  """`_init` for the networks that run: one compile, not one per op."""
   return init(module, _key(seed), x, train=False)
 
 
@@ -444,10 +444,10 @@ def test_cpu_conv_formulations_equal_xla(x_shape, w_shape, stride, padding, meth
     return lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
 
   # Each side one compiled program (op by op, the formulations were up to 86 compiles).
-  want = jit(xla)(x, w)
-  np.testing.assert_allclose(np.asarray(jit(ours)(x, w)), np.asarray(want), rtol=0,
+  want = jax.jit(xla)(x, w)
+  np.testing.assert_allclose(np.asarray(jax.jit(ours)(x, w)), np.asarray(want), rtol=0,
                              atol=1e-5 * float(jnp.max(jnp.abs(want))))
-  grads = [jit(jax.grad(loss(conv), (0, 1)))(x, w) for conv in (ours, xla)]
+  grads = [jax.jit(jax.grad(loss(conv), (0, 1)))(x, w) for conv in (ours, xla)]
   for a, b in zip(*grads):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
                                atol=1e-5 * float(jnp.max(jnp.abs(b))))

@@ -20,9 +20,6 @@ import pytest
 from jaxgan import models
 from jaxgan.errors import JaxganError
 from jaxgan.models import stylegan
-# jax.jit at the init compiler options (LLVM O0 on CPU): these programs are checked for
-# what they compute; O0 compiles them several times faster.
-from jit_helpers import jit
 
 TINY = {'channel_base': 64, 'channel_max': 16}
 TINY_G = dict(z_dim=8, w_dim=8, **TINY)
@@ -39,11 +36,11 @@ def _rand(shape, seed=0):
 
 def _init(module, x, seed=0, **kwargs):
   # Jitted: one compilation instead of one per eagerly dispatched op.
-  return jit(functools.partial(module.init, **kwargs))(_key(seed), x)
+  return jax.jit(functools.partial(module.init, **kwargs))(_key(seed), x)
 
 
 def _apply(module, variables, x, **kwargs):
-  return jit(functools.partial(module.apply, **kwargs))(variables, x)
+  return jax.jit(functools.partial(module.apply, **kwargs))(variables, x)
 
 
 # --- parameter counts ---------------------------------------------------------
@@ -265,7 +262,7 @@ def tiny_g():
 
 
 def _map(g, variables, z, **kwargs):
-  return jit(functools.partial(g.apply, method='mapping', **kwargs))(variables, z)
+  return jax.jit(functools.partial(g.apply, method='mapping', **kwargs))(variables, z)
 
 
 def test_mapping_truncation(tiny_g):
@@ -302,7 +299,7 @@ def test_noise_modes(tiny_g):
   assert {n.split("'")[-2] for n in names} == {'kernel', 'bias', 'noise_strength',
                                                 'const'}
 
-  @jit
+  @jax.jit
   def modes(params, key):  # one compilation: every mode, one noise key
     return {mode: g.apply({'params': params}, z, noise_mode=mode,
                           rngs={'noise': key})
@@ -340,7 +337,7 @@ def test_generator_shapes(res, synthesis):
   z = jnp.asarray(_rand((2, 8)))
   variables = _init(g, z)
 
-  @jit
+  @jax.jit
   def run(variables, z):  # one compilation for every call below
     ws = g.apply(variables, z, method='mapping')
     return (ws,
@@ -384,7 +381,7 @@ def test_discriminator_shapes(res, architecture):
 
 
 def test_minibatch_stddev():
-  mbstd = jit(stylegan.minibatch_stddev, static_argnums=(1, 2))  # not one compile per op
+  mbstd = jax.jit(stylegan.minibatch_stddev, static_argnums=(1, 2))  # not one compile per op
   x = np.repeat(_rand((1, 4, 4, 6)), 4, axis=0)
   out = np.asarray(mbstd(jnp.asarray(x), 4, 1))
   assert out.shape == (4, 4, 4, 7)
