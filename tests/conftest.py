@@ -66,8 +66,7 @@ def pytest_collection_modifyitems(config, items):
     return
   _longest_first(items)
   for item in items:
-    groups = sorted({str(m.args[0] if m.args else m.kwargs.get('name', 'default'))
-                     for m in item.iter_markers('xdist_group')})
+    groups = sorted(set(_groups(item)))
     suffix = '@' + '_'.join(groups)
     if groups and not item.nodeid.endswith(suffix) and hasattr(item, '_id'):
       from _pytest.nodeid import NodeId  # pytest >= 9.2, where `_id` exists
@@ -82,12 +81,17 @@ LONGEST_GROUPS = ('sharding_launch', 'multiprocess_launch', 'faults_straight',
                   'cli_smoke_run', 'faults_two_steps')
 
 
+def _groups(item) -> list[str]:
+  """The names of `item`'s `xdist_group` markers."""
+  return [str(m.args[0] if m.args else m.kwargs.get('name', 'default'))
+          for m in item.iter_markers('xdist_group')]
+
+
 def _longest_first(items):
   """Reorder `items` (stable): the LONGEST_GROUPS in that order, then the other
   `slow` tests, then the rest."""
   def rank(item):
-    groups = [str(m.args[0] if m.args else m.kwargs.get('name', 'default'))
-              for m in item.iter_markers('xdist_group')]
+    groups = _groups(item)
     for i, group in enumerate(LONGEST_GROUPS):
       if group in groups:
         return i
