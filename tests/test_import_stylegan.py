@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import SHARED, require
+from conftest import SHARED, experiment_config, init_state, random_batch, require
 from jaxgan import models
 from jaxgan.errors import JaxganError
 from jaxgan.interop import stylegan as sg_import
@@ -245,3 +245,22 @@ def test_easydict_kwargs_of_real_snapshots_are_read_as_dicts(tmp_path, monkeypat
   snap = sg_import.Snapshot(path)
   assert snap.training_set_kwargs == {'resolution': 32}
   assert snap.G_ema.kwargs == {'mapping_kwargs': {'num_layers': 2}}
+
+
+@pytest.mark.slow
+def test_training_uses_the_stored_synthesis_buffers():
+  """Fine-tuning an imported snapshot trains the G it samples with: with
+  model.buffers='stored' the train step synthesizes with the state's buffers (here G's
+  resampling filters changed), not the default ones."""
+  from jaxgan.tasks import make_task
+  c = experiment_config('stylegan:smoke', **{'model.buffers': 'stored'})
+  task = make_task(c, steps_per_epoch=10)
+  state = init_state(task)
+  step = jax.jit(task.train_step)
+  _, default = step(state, random_batch(c))
+  sharp = jax.tree_util.tree_map_with_path(
+      lambda path, x: x * jnp.asarray([[1.0, -1.0, 1.0, -1.0]]).T * 1.5
+      if 'resample_filter' in jax.tree_util.keystr(path) else x, state.aux['buffers'])
+  _, changed = step(state.replace(aux={**state.aux, 'buffers': sharp}), random_batch(c))
+  assert float(changed['loss_G']) != pytest.approx(float(default['loss_G']), rel=1e-4)
+  assert float(changed['loss_D']) != pytest.approx(float(default['loss_D']), rel=1e-4)

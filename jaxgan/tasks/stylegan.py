@@ -147,8 +147,11 @@ class StyleGAN(GANTask):
   def _mapping(self, nets: Nets, z, **truncation):
     return nets('G', z, method='mapping', **truncation)
 
-  def _synthesize(self, nets: Nets, ws, noise_mode: str = 'random', buffers=None):
-    return nets('G', ws, method='synthesize', noise_mode=noise_mode, buffers=buffers)
+  def _synthesize(self, nets: Nets, ws, aux, noise_mode: str = 'random'):
+    """G's images of `ws`, with the synthesis buffers the state keeps in `aux` (an
+    imported snapshot's, model.buffers='stored') in training and inference alike."""
+    return nets('G', ws, method='synthesize', noise_mode=noise_mode,
+                buffers=aux.get('buffers'))
 
   def _mixed_styles(self, nets: Nets, z, key):
     """(styles with mixing, the first z's unmixed styles): with probability
@@ -177,7 +180,7 @@ class StyleGAN(GANTask):
     def generator_objective(gen_params):
       nets = self.train_nets(state, gen_params, rng=k_ng, streams=('noise',))
       ws, _ = self._mixed_styles(nets, jax.random.normal(k_zg, (n, self.z_dim)), k_mg)
-      fake = self._synthesize(nets, ws)
+      fake = self._synthesize(nets, ws, state.aux)
       return losses.generator_loss(mode, nets('D', noisy(fake, 0))), None
 
     gen = self.descend('gen', generator_objective, state)
@@ -186,7 +189,7 @@ class StyleGAN(GANTask):
     g_nets = self.train_nets(state, gen.params, rng=k_nd, streams=('noise',))
     ws, unmixed = self._mixed_styles(g_nets, jax.random.normal(k_zd, (n, self.z_dim)),
                                      k_md)
-    fake = jax.lax.stop_gradient(self._synthesize(g_nets, ws))
+    fake = jax.lax.stop_gradient(self._synthesize(g_nets, ws, state.aux))
     w_mean = jax.lax.stop_gradient(jnp.mean(unmixed[:, 0].astype(jnp.float32), axis=0))
     beta = self.config.model.w_avg_beta
     w_avg = w_mean + beta * (state.aux['w_avg'] - w_mean)
@@ -207,7 +210,8 @@ class StyleGAN(GANTask):
     if self.penalty_needs_fakes:
       nets = self.train_nets(state, rng=key, streams=('noise',))
       z = jax.random.normal(key, (real.shape[0], self.z_dim))
-      fake = jax.lax.stop_gradient(self._synthesize(nets, self._mapping(nets, z)))
+      fake = jax.lax.stop_gradient(self._synthesize(nets, self._mapping(nets, z),
+                                                    state.aux))
     return {'D': (real, fake)}
 
   def path_length_step(self, state: GANState, batch):
@@ -223,7 +227,7 @@ class StyleGAN(GANTask):
     def objective(gen_params):
       nets = self.train_nets(state, gen_params, rng=k_noise, streams=('noise',))
       ws, _ = self._mixed_styles(nets, jax.random.normal(k_z, (n, self.z_dim)), k_mix)
-      image, pull_back = jax.vjp(lambda w: self._synthesize(nets, w), ws)
+      image, pull_back = jax.vjp(lambda w: self._synthesize(nets, w, state.aux), ws)
       height, width = image.shape[1:3]
       y = jax.random.normal(k_y, image.shape, image.dtype) / math.sqrt(height * width)
       (grads,) = pull_back(y)
@@ -251,8 +255,7 @@ class StyleGAN(GANTask):
   def synthesize(self, model, ws):
     """Images of per-layer styles ws, with model.noise_mode noise (fixed for 'const')."""
     nets = self.nets(model, rng=jax.random.PRNGKey(self.config.seed), streams=('noise',))
-    return self._synthesize(nets, ws, self.config.model.noise_mode,
-                            model.aux.get('buffers'))
+    return self._synthesize(nets, ws, model.aux, self.config.model.noise_mode)
 
   def decode(self, model, z):
     return self.synthesize(model, self.styles(model, z, self.config.model.truncation_psi))
