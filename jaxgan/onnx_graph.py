@@ -47,8 +47,16 @@ except ImportError:  # pragma: no cover - reported by `require_onnx`
   onnx = None
 
 
-def require_onnx():
-  if onnx is None:
+def require_onnx(runtime: bool = False):
+  """A one-line error unless `onnx` (and with `runtime`, onnxruntime, which the export's
+  check runs the file with) can be imported."""
+  missing = onnx is None
+  if runtime and not missing:
+    try:
+      import onnxruntime  # noqa: F401
+    except ImportError:
+      missing = True
+  if missing:
     raise JaxganError("ONNX export needs the 'onnx' and 'onnxruntime' packages: "
                       "pip install -e '.[export]'")
 
@@ -133,7 +141,7 @@ _BINARY = {'add': 'Add', 'sub': 'Sub', 'mul': 'Mul', 'div': 'Div', 'max': 'Max',
 _UNARY = {'neg': 'Neg', 'tanh': 'Tanh', 'exp': 'Exp', 'log': 'Log', 'sqrt': 'Sqrt',
           'abs': 'Abs', 'sign': 'Sign', 'logistic': 'Sigmoid', 'floor': 'Floor',
           'ceil': 'Ceil', 'erf': 'Erf', 'sin': 'Sin', 'cos': 'Cos',
-          'copy': 'Identity', 'copy_p': 'Identity', 'optimization_barrier': 'Identity'}
+          'copy': 'Identity', 'optimization_barrier': 'Identity'}
 _BITWISE = {'and': ('And', 'BitwiseAnd'), 'or': ('Or', 'BitwiseOr'),
             'xor': ('Xor', 'BitwiseXor')}
 
@@ -270,10 +278,10 @@ class Graph:
                         'not translate)')
     return handler(ins, avals_in, avals_out, **eqn.params)
 
-  def _binary(self, op, ins, ai, ao):
+  def _binary(self, op, ins, ai, ao, **attrs):
     a = self.name(ins[0], ai[0])
     b = self.name(ins[1], ai[1])
-    return [Tensor(self.node(op, [a, b]), ao[0])]
+    return [Tensor(self.node(op, [a, b], **attrs), ao[0])]
 
   # -- elementwise --------------------------------------------------------------------
 
@@ -306,21 +314,16 @@ class Graph:
     return [Tensor(self.node(op, [self.name(ins[0])]), ao[0])]
 
   def _p_rem(self, ins, ai, ao, **_):  # C-style remainder: the sign of the dividend
-    a, b = self.name(ins[0], ai[0]), self.name(ins[1], ai[1])
-    return [Tensor(self.node('Mod', [a, b], fmod=1), ao[0])]
+    return self._binary('Mod', ins, ai, ao, fmod=1)
 
   def _p_shift_left(self, ins, ai, ao, **_):
-    return self._binary_attr('BitShift', ins, ai, ao, direction='LEFT')
+    return self._binary('BitShift', ins, ai, ao, direction='LEFT')
 
   def _p_shift_right_logical(self, ins, ai, ao, **_):
     if np.dtype(ao[0].dtype).kind != 'u':
       raise JaxganError('ONNX export: shift_right_logical on signed integers is not '
                         'supported')
-    return self._binary_attr('BitShift', ins, ai, ao, direction='RIGHT')
-
-  def _binary_attr(self, op, ins, ai, ao, **attrs):
-    a, b = self.name(ins[0], ai[0]), self.name(ins[1], ai[1])
-    return [Tensor(self.node(op, [a, b], **attrs), ao[0])]
+    return self._binary('BitShift', ins, ai, ao, direction='RIGHT')
 
   def _p_convert_element_type(self, ins, ai, ao, *, new_dtype, **_):
     return [Tensor(self.node('Cast', [self.name(ins[0], ai[0])],
@@ -403,6 +406,20 @@ class Graph:
       args.append(self.int64(steps))
     return self.node('Slice', args)
 
+  def _flip(self, x, axes):
+    """x reversed along `axes`."""
+    n = len(axes)
+    return self._slice(x, [-1] * n, [np.iinfo(np.int64).min] * n, list(axes), [-1] * n)
+
+  def _crop(self, x, crops):
+    """x cropped by (axis, lo, hi) amounts: jax's negative padding (ONNX pads are
+    >= 0)."""
+    if not crops:
+      return x
+    return self._slice(x, [max(lo, 0) for _, lo, _ in crops],
+                       [-hi if hi > 0 else np.iinfo(np.int64).max for _, _, hi in crops],
+                       [axis for axis, _, _ in crops])
+
   def _p_slice(self, ins, ai, ao, *, start_indices, limit_indices, strides):
     axes = list(range(len(start_indices)))
     out = self._slice(self.name(ins[0], ai[0]), start_indices, limit_indices, axes,
@@ -410,11 +427,7 @@ class Graph:
     return [Tensor(out, ao[0])]
 
   def _p_rev(self, ins, ai, ao, *, dimensions):
-    dims = list(dimensions)
-    out = self.node('Slice', [self.name(ins[0], ai[0]), self.int64([-1] * len(dims)),
-                              self.int64([np.iinfo(np.int64).min] * len(dims)),
-                              self.int64(dims), self.int64([-1] * len(dims))])
-    return [Tensor(out, ao[0])]
+    return [Tensor(self._flip(self.name(ins[0], ai[0]), dimensions), ao[0])]
 
   def _p_pad(self, ins, ai, ao, *, padding_config):
     x = self.name(ins[0], ai[0])
@@ -436,12 +449,8 @@ class Graph:
     hi = [max(int(h), 0) for _, h, _ in padding_config]
     if any(lo) or any(hi):
       x = self.node('Pad', [x, self.int64(lo + hi), value], mode='constant')
-    crops = [(axis, -int(l), -int(h)) for axis, (l, h, _) in enumerate(padding_config)
-             if l < 0 or h < 0]
-    if crops:
-      ends = [-h if h > 0 else np.iinfo(np.int64).max for _, _, h in crops]
-      x = self.node('Slice', [x, self.int64([max(l, 0) for _, l, _ in crops]),
-                              self.int64(ends), self.int64([a for a, _, _ in crops])])
+    x = self._crop(x, [(axis, -int(l), -int(h))
+                       for axis, (l, h, _) in enumerate(padding_config) if l < 0 or h < 0])
     return [Tensor(x, ao[0])]
 
   def _p_iota(self, ins, ai, ao, *, dtype, shape, dimension, **_):
@@ -571,12 +580,8 @@ class Graph:
     n_sp = len(kernel)
     if all(d == 1 for d in lhs_dilation):
       # Negative padding crops the input first; ONNX pads are >= 0.
-      crops = [(2 + i, -lo, -hi) for i, (lo, hi) in enumerate(padding) if lo < 0 or hi < 0]
-      if crops:
-        x = self.node('Slice', [x, self.int64([max(l, 0) for _, l, _ in crops]),
-                                self.int64([-h if h > 0 else np.iinfo(np.int64).max
-                                            for _, _, h in crops]),
-                                self.int64([a for a, _, _ in crops])])
+      x = self._crop(x, [(2 + i, -lo, -hi) for i, (lo, hi) in enumerate(padding)
+                         if lo < 0 or hi < 0])
       pads = [max(lo, 0) for lo, _ in padding] + [max(hi, 0) for _, hi in padding]
       return self.node('Conv', [x, w_oihw], strides=list(strides), pads=pads,
                        dilations=list(rhs_dilation), group=groups)
@@ -587,10 +592,7 @@ class Graph:
     # with pads k_eff - 1 - pad (an excess high pad is output padding).
     o = int(w_shape[rhs_spec[0]])
     i_per_group = int(w_shape[rhs_spec[1]])
-    w = self.node('Slice', [w_oihw, self.int64([-1] * n_sp),
-                            self.int64([np.iinfo(np.int64).min] * n_sp),
-                            self.int64(list(range(2, 2 + n_sp))),
-                            self.int64([-1] * n_sp)])
+    w = self._flip(w_oihw, range(2, 2 + n_sp))
     # [O, I/g, ...] -> [g, O/g, I/g, ...] -> [g, I/g, O/g, ...] -> [I, O/g, ...]
     w = self.node('Reshape', [w, self.int64([groups, o // groups, i_per_group] + kernel)])
     w = self.node('Transpose', [w], perm=[0, 2, 1] + list(range(3, 3 + n_sp)))
