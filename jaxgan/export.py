@@ -107,6 +107,7 @@ class Exportable:
 
 def load(workdir, direction=None, step=None) -> Exportable:
   """The exportable generator of the run in `workdir` (see the module doc)."""
+  import functools
   import jax
   from jaxgan import runs, translate
   from jaxgan.models import cpu_conv
@@ -114,7 +115,12 @@ def load(workdir, direction=None, step=None) -> Exportable:
   config, task, model, step = runs.restore_inference(Path(workdir), step)
   predictors = task.predictors()
   where = jax.tree.leaves(model)[0].sharding
-  placed = lambda fn: cpu_conv.jit_placed(fn, where)
+
+  def bind(apply):
+    """(the exported function: the weights closed over, constants of the graph; the
+    reference: jitted as translate and sample run it, the weights an argument)."""
+    return (functools.partial(apply, model),
+            functools.partial(cpu_conv.jit_placed(apply, where), model))
   rng = np.random.default_rng(0)
   if any(isinstance(p, Translator) for p in predictors.values()):
     direction, predictor = translate.pick_translator(task, direction)
@@ -125,14 +131,14 @@ def load(workdir, direction=None, step=None) -> Exportable:
     x = lambda: rng.uniform(-1, 1, (2, size, size + m, c)).astype(np.float32)
     if predictor.style is not None:
       style = predictor.style
-      fn = lambda x, s: style.apply(model, x, s)
+      fn, reference = bind(style.apply)
       inputs = [image, ('style', ('batch', style.style_dim))]
       check = lambda: [x(), rng.standard_normal((2, style.style_dim)).astype(np.float32)]
     else:
-      fn = lambda x: predictor.fn(model, x)
+      fn, reference = bind(predictor.fn)
       inputs, check = [image], lambda: [x()]
     return Exportable(direction, 'translator', fn, inputs, step, multiple=m,
-                      reference=placed(fn), check_inputs=check)
+                      reference=reference, check_inputs=check)
   if direction is not None:
     raise JaxganError(f'--direction is for translators; task {config.task} samples '
                       'from noise')
@@ -148,14 +154,15 @@ def load(workdir, direction=None, step=None) -> Exportable:
       # the ONNX graph nor the one-sample-at-a-time StableHLO module reproduces.
       raise JaxganError("StyleGAN export needs model.noise_mode 'const' or 'none' in "
                         f"{Path(workdir) / 'config.json'}; this run's is 'random'")
-    def fn(z, psi):
+    def apply(model, z, psi):
       return sampler.synthesize(model, sampler.styles(model, z, psi, None))
+    fn, reference = bind(apply)
     inputs = [z, ('psi', ())]
     check = lambda: [zs(), np.float32(0.7)]
   else:
-    fn = lambda z: sampler.decode(model, z)
+    fn, reference = bind(sampler.decode)
     inputs, check = [z], lambda: [zs()]
-  return Exportable(config.task, 'sampler', fn, inputs, step, reference=placed(fn),
+  return Exportable(config.task, 'sampler', fn, inputs, step, reference=reference,
                     check_inputs=check)
 
 
@@ -188,8 +195,9 @@ def _check(exportable: Exportable, run_exported: Callable, path: Path, what: str
     got = np.asarray(run_exported(inputs))
   except Exception as e:
     path.unlink(missing_ok=True)
-    raise JaxganError(f'{what} could not run the exported model ({type(e).__name__}: '
-                      f'{str(e).splitlines()[0] if str(e) else ""}); removed {path}') from None
+    from jaxgan.checkpointing import one_line
+    raise JaxganError(f'{what} could not run the exported model ({one_line(e)}); '
+                      f'removed {path}') from None
   diff = (float(np.max(np.abs(got - want))) if got.shape == want.shape
           else float('inf'))
   if not diff <= TOLERANCE:
@@ -216,9 +224,8 @@ def to_onnx(exportable: Exportable):
       elif d in ('height', 'width'):
         g.bind_dim(d[0], name, axis, exportable.multiple)
   out = closed.jaxpr.outvars[0].aval.shape
-  names_of = {str(s): n for s, n in zip(exportable.symbolic_specs(1)[0].shape,
-                                        ('batch', 'height', 'width'))
-              if not isinstance(s, int)}
+  names_of = {str(s): d for s, d in zip(closed.in_avals[0].shape, shapes[0])
+              if isinstance(d, str)}
   out_shape = [d if isinstance(d, int) else names_of.get(str(d), str(d)) for d in out]
   doc = (f'jaxgan {exportable.kind} {exportable.name} (step {exportable.step}); inputs '
          f"{', '.join(f'{n}{list(s)}' for n, s in exportable.inputs)}, NHWC in [-1, 1]; "
@@ -302,12 +309,7 @@ def main(argv):
   cli.setup_logging()
   if args.format == 'onnx':
     from jaxgan import onnx_graph
-    onnx_graph.require_onnx()
-    try:
-      import onnxruntime  # noqa: F401  (the check needs it)
-    except ImportError:
-      raise JaxganError("ONNX export needs the 'onnx' and 'onnxruntime' packages: "
-                        "pip install -e '.[export]'") from None
+    onnx_graph.require_onnx(runtime=True)
   exportable = load(args.workdir, args.direction, args.step)
   ext = FORMATS[args.format]
   out = (Path(args.output) if args.output else
