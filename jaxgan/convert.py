@@ -113,9 +113,13 @@ def resolve_sources(sources, task_name: str, networks) -> dict[str, Path]:
   return out
 
 
+def _spec_path(spec: str) -> Path:
+  """The file of a --from value (PATH or NET=PATH)."""
+  return Path(spec.partition('=')[2] if '=' in spec else spec)
+
+
 def _is_pickle(sources) -> bool:
-  return any(Path(s.partition('=')[2] if '=' in s else s).suffix == '.pkl'
-             for s in sources)
+  return any(_spec_path(s).suffix == '.pkl' for s in sources)
 
 
 # -- the workdir --------------------------------------------------------------------
@@ -163,8 +167,8 @@ def _import_pth(task, config, files, abstract):
 
 def _import_pkl(task, config, snap, abstract):
   from jaxgan.interop import stylegan as sg_import
-  loaded = sg_import.load(snap.path, abstract.params, abstract.aux['buffers'],
-                          config.model.w_dim, snap)
+  loaded = sg_import.load(snap, abstract.params, abstract.aux['buffers'],
+                          config.model.w_dim)
   params = {'G': loaded['G'], 'D': loaded['D']}
   ema = {}
   if 'G' in abstract.ema_params:
@@ -186,19 +190,19 @@ def convert(sources, experiment, workdir, overrides) -> Path:
     raise JaxganError('--experiment is required for .pth files (cyclegan or pix2pix, '
                       'with the architecture in --config.model.*)')
   config = config_lib.get_experiment(experiment)
+  workdir = _fresh_workdir(workdir)  # before reading a file that may be large
   snap = None
   if pickle:
     if config.task != 'stylegan':
       raise JaxganError(f'a stylegan2-ada-pytorch snapshot imports into stylegan, not '
                         f'{config.task}')
-    path = Path(sources[0].partition('=')[2] if '=' in sources[0] else sources[0])
+    path = _spec_path(sources[0])
     if not path.is_file():
       raise JaxganError(f'--from {sources[0]}: no such file')
     config, snap = _stylegan_config(config, path, overrides)
   else:
     for key, text in overrides:
       config_lib.apply_override(config, key, text)
-  workdir = _fresh_workdir(workdir)
 
   import jax
   import numpy as np

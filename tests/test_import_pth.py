@@ -76,7 +76,7 @@ def test_one_perturbed_weight_fails_the_tolerance(case, leaf):
 def test_transposed_conv_kernel_is_flipped():
   """The ConvTranspose mapping flips the kernel spatially (torch [in, out, kh, kw]
   -> [kh, kw, in, out] reversed), checked on a tiny hand-made weight."""
-  _, transform = junyanz._torch_layout('params', ('up_0_conv', 'kernel'), (3, 3, 2, 1))
+  _, transform = junyanz._torch_layout(('up_0_conv', 'kernel'), (3, 3, 2, 1))
   w = np.arange(18, dtype=np.float32).reshape(2, 1, 3, 3)
   out = transform(w)
   assert out.shape == (3, 3, 2, 1)

@@ -40,7 +40,7 @@ def _imported():
   abstract = {'G': jax.eval_shape(lambda: g.init(key, jnp.zeros((1, 64))))['params'],
               'D': jax.eval_shape(lambda: d.init(key, jnp.zeros((4, 32, 32, 1))))['params']}
   buffers = jax.eval_shape(lambda: stylegan.default_buffers(32))
-  return g, sg_import.load(pkl, abstract, buffers, 64, snap), snap, io
+  return g, sg_import.load(snap, abstract, buffers, 64), snap, io
 
 
 @functools.cache

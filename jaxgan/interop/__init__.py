@@ -14,33 +14,14 @@ gives: a mismatch is a one-line `JaxganError` naming the file's key and both sha
 """
 
 import numpy as np
+# A nested dict's leaves by their key path (tuples of names), and back.
+from flax.traverse_util import flatten_dict as flat_paths, unflatten_dict as unflatten
 
 from jaxgan.errors import JaxganError
 
 
 def fmt_shape(shape) -> str:
   return '[' + ', '.join(str(int(d)) for d in shape) + ']'
-
-
-def flat_paths(tree, prefix=()) -> dict[tuple, object]:
-  """A nested dict's leaves by their key path (tuples of names)."""
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(flat_paths(value, prefix + (key,)))
-    else:
-      out[prefix + (key,)] = value
-  return out
-
-
-def unflatten(flat: dict[tuple, object]) -> dict:
-  out = {}
-  for path, value in flat.items():
-    node = out
-    for key in path[:-1]:
-      node = node.setdefault(key, {})
-    node[path[-1]] = value
-  return out
 
 
 def as_float32(name: str, array) -> np.ndarray:

@@ -160,7 +160,7 @@ def _unet_key(path: tuple, num_downs: int) -> str:
   return f'{prefix}.{index}'
 
 
-def _nlayer_key(path: tuple, n_layers: int) -> str:
+def _nlayer_key(path: tuple) -> str:
   kind, n = path[0].split('_')
   n = int(n)
   if kind == 'conv':
@@ -183,8 +183,7 @@ def module_key_fn(network: str, config):
     num_downs = int(network[len('unet_'):]).bit_length() - 1
     return lambda p: _unet_key(p, num_downs)
   if network in ('basic', 'n_layers'):
-    n_layers = 3 if network == 'basic' else m.n_layers
-    return lambda p: _nlayer_key(p, n_layers)
+    return _nlayer_key
   if network == 'pixel':
     return _pixel_key
   raise JaxganError(f'no reference layout known for network {network!r}')
@@ -199,7 +198,7 @@ _LEAF_NAMES = {('params', 'kernel'): 'weight', ('params', 'bias'): 'bias',
                ('batch_stats', 'var'): 'running_var'}
 
 
-def _torch_layout(collection, path, shape):
+def _torch_layout(path, shape):
   """(torch shape, fn: torch array -> jaxgan array) for one leaf."""
   if path[-1] != 'kernel':
     return tuple(shape), lambda a: a
@@ -218,7 +217,7 @@ def expected_keys(network: str, config, abstract: dict) -> dict:
   for collection in ('params', 'batch_stats'):
     for path, leaf in flat_paths(abstract.get(collection) or {}).items():
       torch_key = f'{key_of(path[:-1])}.{_LEAF_NAMES[(collection, path[-1])]}'
-      shape, transform = _torch_layout(collection, path, leaf.shape)
+      shape, transform = _torch_layout(path, leaf.shape)
       out[torch_key] = (collection, path, shape, transform)
   return out
 

@@ -298,12 +298,11 @@ def w_avg(snap: Snapshot, net: Module, w_dim: int) -> np.ndarray:
   return value
 
 
-def load(path, abstract_params: dict, abstract_buffers: dict, w_dim: int,
-         snap: Snapshot | None = None) -> dict:
+def load(snap: Snapshot, abstract_params: dict, abstract_buffers: dict,
+         w_dim: int) -> dict:
   """{'G': params, 'D': params, 'G_ema': params, 'w_avg': [w_dim], 'buffers':
-  G_ema's synthesis buffers} of the snapshot at `path`, for jaxgan's abstract G and D
+  G_ema's synthesis buffers} of the snapshot `snap`, for jaxgan's abstract G and D
   params and synthesis buffers (`models.stylegan.default_buffers`' shapes)."""
-  snap = snap or Snapshot(path)
   return {'G': generator_params(snap, snap.G, abstract_params['G']),
           'G_ema': generator_params(snap, snap.G_ema, abstract_params['G']),
           'D': _checked_d(snap, abstract_params['D']),
