@@ -463,6 +463,12 @@ class MappingNetwork(nn.Module):
     return jnp.concatenate([truncated[:, :cut], ws[:, cut:]], axis=1)
 
 
+def _const_noise(resolution: int, index: int) -> Array:
+  """The seeded 'const' noise [1, R, R, 1] of the layer with const index `index`."""
+  key = jax.random.fold_in(jax.random.PRNGKey(NOISE_CONST_SEED), index)
+  return jax.random.normal(key, (1, resolution, resolution, 1), jnp.float32)
+
+
 def default_buffers(img_resolution: int) -> dict:
   """The synthesis network's buffers as used when none are given, in the reference's
   layout: {'b4': {'conv1': {'noise_const': [4, 4]}}, 'b8': {'resample_filter': [4, 4]
@@ -474,9 +480,8 @@ def default_buffers(img_resolution: int) -> dict:
   f = jnp.asarray(setup_filter())
   for res in [2 ** i for i in range(2, int(img_resolution).bit_length())]:
     layers = {'conv1': 2 * res + 1} if res == 4 else {'conv0': 2 * res, 'conv1': 2 * res + 1}
-    block = {name: {'noise_const': jax.random.normal(
-        jax.random.fold_in(jax.random.PRNGKey(NOISE_CONST_SEED), index),
-        (1, res, res, 1), jnp.float32)[0, :, :, 0]} for name, index in layers.items()}
+    block = {name: {'noise_const': _const_noise(res, index)[0, :, :, 0]}
+             for name, index in layers.items()}
     if res > 4:
       block['resample_filter'] = f
       block['conv0']['resample_filter'] = f
@@ -500,8 +505,7 @@ def _noise(module: nn.Module, x: Array, resolution: int, noise_mode: str,
                         f'resolution {resolution}')
     noise = jnp.asarray(noise_const, jnp.float32)[None, :, :, None]
   elif noise_mode == 'const':
-    key = jax.random.fold_in(jax.random.PRNGKey(NOISE_CONST_SEED), const_index)
-    noise = jax.random.normal(key, (1, resolution, resolution, 1), jnp.float32)
+    noise = _const_noise(resolution, const_index)
   else:
     return None
   return noise * strength
