@@ -5,9 +5,9 @@ regularisers a task may have switched off (their correction of the rate and beta
 tested in tests/test_core.py) and no weight decay, so that the rates here are the
 configured ones and the updates are the clipped gradients'.
 
-All knobs are on in one config, so each task compiles two steps (real label 0.9 and
-1.0) where separate cases compiled three (Adam, the default, is what every other test
-runs).
+All knobs are on in one config, so each task compiles one step (real label 0.9; the
+step at 1.0 is only lowered, to see the label reach it) where separate cases compiled
+three (Adam, the default, is what every other test runs).
 """
 
 import jax
@@ -74,9 +74,11 @@ def test_knobs_act_in_the_step(experiment):
     trace = next(s for s in state.opt_state[group] if hasattr(s, 'trace')).trace
     bound = CLIP * (1 + MOMENTUM + MOMENTUM ** 2)
     assert float(optax.global_norm(trace)) <= bound * (1 + 1e-6), group
-  # One-sided smoothing (whose formula tests/test_losses.py checks by hand) reaches the
-  # compiled step's D loss: the same first step with real label 1.0 differs there.
+  # One-sided smoothing (whose formula tests/test_losses.py checks by hand) reaches
+  # the compiled step: the same step with real label 1.0 lowers to another program.
+  # (Lowered, not compiled and run: the second compile per task was a fifth of this
+  # file's time.)
   task_1, _ = _task(experiment, **KNOBS, **{'loss.real_label': 1.0})
-  _, m_1 = jax.jit(task_1.train_step)(init_state(task_1), random_batch(c))
-  d_key = [k for k in m1 if k.startswith('loss_D')][0]
-  assert float(m1[d_key]) != pytest.approx(float(m_1[d_key]), rel=1e-4)
+  state_0, batch = init_state(task), random_batch(c)
+  lowered = [jax.jit(t.train_step).lower(state_0, batch).as_text() for t in (task, task_1)]
+  assert lowered[0] != lowered[1]
