@@ -18,15 +18,17 @@ INTEROP = SHARED / 'interop'
 RESNET = INTEROP / 'cyclegan_resnet6_ngf8_net_G.pth'
 SNAPSHOT = INTEROP / 'sga_32px_1ch_cb512_cm64_z64.pkl'
 TOL = 1e-4
+# The reference's ResNet-6 needs that generator (cyclegan:smoke has 2 blocks).
+RESNET6 = [('model.generator', 'resnet_6blocks')]
 
 
 @pytest.fixture(scope='module')
 def cyclegan_workdir(tmp_path_factory):
-  """The ResNet-6 as CycleGAN's G (A -> B) in cyclegan:smoke (ngf 8 already); F and
-  the discriminators fresh."""
+  """The ResNet-6 as CycleGAN's G (A -> B) in cyclegan:smoke (ngf 8 already) with a
+  6-block generator; F and the discriminators fresh."""
   pth = require(RESNET, 'the reference JZ checkpoints')
   workdir = tmp_path_factory.mktemp('imported') / 'cyclegan'
-  convert.convert([str(pth)], 'cyclegan:smoke', str(workdir), [])
+  convert.convert([str(pth)], 'cyclegan:smoke', str(workdir), RESNET6)
   return workdir
 
 
@@ -45,7 +47,7 @@ def test_cyclegan_workdir_translates_as_the_reference(cyclegan_workdir):
 @pytest.mark.slow
 def test_existing_workdir_is_refused(cyclegan_workdir):
   with pytest.raises(JaxganError, match='already holds a run'):
-    convert.convert([str(RESNET)], 'cyclegan:smoke', str(cyclegan_workdir), [])
+    convert.convert([str(RESNET)], 'cyclegan:smoke', str(cyclegan_workdir), RESNET6)
 
 
 def test_bad_sources_are_one_line(tmp_path):

@@ -374,7 +374,7 @@ def test_registry_builds_any_signature_and_names_the_valid_ones():
   g = models.make('dcgan_generator', image_size=16, channels=1, ngf=4)
   variables = init(g, jax.random.PRNGKey(0), jnp.zeros((1, 8)), train=False)
   assert apply(g, variables, jnp.zeros((2, 8)), train=False).shape == (2, 16, 16, 1)
-  with pytest.raises(JaxganError, match=r"unknown network 'style'; valid: resnet_6blocks"):
+  with pytest.raises(JaxganError, match=r"unknown network 'style'; valid: resnet_2blocks"):
     models.make('style')
 
 

@@ -86,17 +86,25 @@ TOLERANCE = {('cyclegan:smoke', 0, 'grad_norm_gen'): 1e-3,
              ('cyclegan:smoke', 1): 1e-2,
              ('cyclegan:smoke', 'param_sums'): 1e-4}
 
+# What a smoke config has changed since its numbers were written down, set back here:
+# cyclegan:smoke's generator went from 6 residual blocks to 2 (issue 18, for the
+# suite's compile time); the numbers are the 6-block ones.
+AS_WRITTEN = {'cyclegan:smoke': {'model.generator': 'resnet_6blocks'}}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize('experiment', sorted(GOLDEN))
 def test_two_steps_match_the_pre_refactor_numbers(experiment):
   c = config_lib.get_experiment(experiment)
+  for key, value in AS_WRITTEN.get(experiment, {}).items():
+    config_lib.apply_override(c, key, value)
   # The loop's own wiring on one CPU device: init from the config's seed, every step
   # function due at the iteration, jitted for the CPU (its conv formulations).
   # The epoch length the loop derives (synthetic_size / batch_size: 2 or 4 here; the
   # numbers were written down with 10): the two steps lie in the first epoch either way,
   # where the schedules are flat, and with the loop's length the compiled steps are the
-  # ones the loop's tests of the same smoke config compile (one compile, cached).
+  # ones the loop's tests of the same smoke config compile (one compile, cached; not
+  # CycleGAN's, whose 6-block step is its own).
   steps_per_epoch = c.data.synthetic_size // c.data.batch_size
   assert c.data.source == 'synthetic' and steps_per_epoch >= len(GOLDEN[experiment][0])
   trainer = runs.CompiledSteps(make_task(c, steps_per_epoch=steps_per_epoch), c,

@@ -50,6 +50,8 @@ def _rand(shape, seed=0):
 @pytest.mark.parametrize('kind,name,norm,shape,expected', [
     ('g', 'resnet_9blocks', 'instance', (1, 256, 256, 3), 11_378_179),
     ('g', 'resnet_6blocks', 'instance', (1, 256, 256, 3), 7_837_699),
+    # 4 blocks fewer: 4 x 2 x (256 x 256 x 9 + 256) = 4,720,640 fewer parameters.
+    ('g', 'resnet_2blocks', 'instance', (1, 256, 256, 3), 3_117_059),
     ('g', 'unet_256', 'batch', (1, 256, 256, 3), 54_413_955),
     ('g', 'unet_128', 'batch', (1, 128, 128, 3), 41_828_995),
     ('d', 'basic', 'instance', (1, 256, 256, 3), 2_764_737),
@@ -372,7 +374,7 @@ def test_unknown_names_raise_with_valid_names():
   with pytest.raises(JaxganError) as e:
     models.make_generator('resnet_7blocks')
   assert str(e.value) == ("unknown generator 'resnet_7blocks'; valid: "
-                          'resnet_6blocks, resnet_9blocks, unet_32, unet_64, unet_128, unet_256')
+                          'resnet_2blocks, resnet_6blocks, resnet_9blocks, unet_32, unet_64, unet_128, unet_256')
   with pytest.raises(JaxganError, match='valid: basic, n_layers, pixel'):
     models.make_discriminator('multiscale')
   with pytest.raises(JaxganError, match='valid: instance, batch, none'):
@@ -384,13 +386,14 @@ def test_unknown_names_raise_with_valid_names():
 
 
 def test_registries():
-  assert set(models.GENERATORS) == {'resnet_6blocks', 'resnet_9blocks',
+  assert set(models.GENERATORS) == {'resnet_2blocks', 'resnet_6blocks', 'resnet_9blocks',
                                     'unet_32', 'unet_64', 'unet_128', 'unet_256'}
   assert set(models.DISCRIMINATORS) == {'basic', 'n_layers', 'pixel'}
   assert models.NORMS == ('instance', 'batch', 'none')
 
 
 def test_size_multiple():
+  assert models.size_multiple('resnet_2blocks') == 4
   assert models.size_multiple('resnet_6blocks') == 4
   assert models.size_multiple('resnet_9blocks') == 4
   assert models.size_multiple('unet_128') == 128

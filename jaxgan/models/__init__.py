@@ -33,6 +33,9 @@ NORMS = layers.NORMS
 # Each factory takes (*, ngf, norm, out_channels, use_dropout, dtype); the input's
 # channels come from the input (Flax infers them).
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
+    # resnet_2blocks: the same ResNet with 2 residual blocks (not a reference name):
+    # cyclegan:smoke's, whose step then compiles in ~3/4 of the time.
+    'resnet_2blocks': functools.partial(ResnetGenerator, n_blocks=2),
     'resnet_6blocks': functools.partial(ResnetGenerator, n_blocks=6),
     'resnet_9blocks': functools.partial(ResnetGenerator, n_blocks=9),
     # unet_32/64: the same U-Net with 5/6 levels, for small images (demos, tests).
@@ -45,6 +48,7 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
 # Input H and W must divide by these: every stride-2 level halves them, and the
 # generators must hand back the input's size exactly.
 _SIZE_MULTIPLES = {
+    'resnet_2blocks': 2 ** N_DOWNSAMPLING,
     'resnet_6blocks': 2 ** N_DOWNSAMPLING,
     'resnet_9blocks': 2 ** N_DOWNSAMPLING,
     'unet_32': 2 ** 5,

@@ -1,4 +1,4 @@
-"""ResNet generators (`resnet_6blocks`, `resnet_9blocks`).
+"""ResNet generators (`resnet_6blocks`, `resnet_9blocks`; `resnet_2blocks` for tests).
 
 A line-for-line port of `ResnetGenerator` / `ResnetBlock` from
 junyanz/pytorch-CycleGAN-and-pix2pix `models/networks.py` with
