@@ -277,7 +277,7 @@ def test_full_disk_is_one_line_and_resumable(tmp_path, straight):
   last intact checkpoint; with space freed, the same command reaches the
   uninterrupted run's state."""
   disk = tmp_path / 'disk'
-  _mount_tmpfs(disk, '6m')  # room for one cyclegan:smoke checkpoint (~4 MB), not two
+  _mount_tmpfs(disk, '4m')  # room for one cyclegan:smoke checkpoint (~2.4 MB), not two
   try:
     workdir = disk / 'w'
     with pytest.raises(JaxganError) as e:
