@@ -33,7 +33,9 @@ Both run side by side, checkpointing every 3 steps. The tests then check:
 """
 
 import json
+import logging
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +46,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO, run_in_process, subprocess_env
+from jaxgan import workdir as workdir_lib
 
 # One worker runs the whole module: the launch is a module fixture, so tests split
 # over two xdist workers launched it twice (2 x ~200 s).
@@ -297,6 +300,41 @@ def test_only_process_zero_writes(runs):
       image.load()  # complete, not a half-written file
   assert len(list(multi_dir.glob('events.out.tfevents.*'))) == 1
   assert json.loads((multi_dir / 'config.json').read_text())
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_8_devices_restores_on_2_and_on_1(runs, tmp_path, capsys, caplog):
+  """Promise: a checkpoint saved with 8 devices (the 1 x 8 reference run's step 3)
+  restores on 2 devices and on 1 exactly (the saved checksums are verified on restore)
+  and training continues from it. (It was test_faults', which trained an 8-device run
+  of this config of its own for it.)"""
+  assert runs['codes'] == [0, 0, 0], runs['tails']
+  workdir = tmp_path / 'w'
+  shutil.copytree(runs['ref_dir'], workdir,
+                  ignore=shutil.ignore_patterns(workdir_lib.LOCK_FILE))
+  for path in (workdir / 'checkpoints').iterdir():
+    if path.name.isdigit() and int(path.name) > CHECKPOINT_EVERY:
+      shutil.rmtree(path)
+  two, one = CHECKPOINT_EVERY + 2, CHECKPOINT_EVERY + 4
+  # `python -m jaxgan.main --workdir W`: W's own config, on 2 devices.
+  out = subprocess.run([PYTHON, '-m', 'jaxgan.main', '--workdir', str(workdir),
+                        f'--config.train.num_steps={two}'], cwd=REPO,
+                       env=subprocess_env(XLA_FLAGS='--xla_force_host_platform_device_count=2'),
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'Devices: 2 (cpu)' in out.stderr, out.stderr[-3000:]
+  assert f'Resuming from checkpoint at step {CHECKPOINT_EVERY}' in out.stderr
+  assert 'unreadable' not in out.stderr
+  # Then on this process's one device.
+  caplog.set_level(logging.INFO)
+  ran = run_in_process(capsys, 'jaxgan.main', '--workdir', str(workdir),
+                       f'--config.train.num_steps={one}')
+  assert ran.returncode == 0, ran.stderr[-3000:]
+  assert 'Devices: 1 (cpu)' in caplog.text
+  assert f'Resuming from checkpoint at step {two}' in caplog.text
+  assert 'unreadable' not in caplog.text
+  assert max(int(p.name) for p in (workdir / 'checkpoints').iterdir()
+             if p.name.isdigit()) == one
 
 
 @pytest.mark.parametrize('flags,message', [
