@@ -7,7 +7,7 @@ edges2shoes split into its two halves):
       --config.data.source=folder:/data/edges2shoes
 CPU demo on coloured MNIST (`colour_mnist:PATH`: gray digits -> digits in any palette,
 both as RGB) from the IDX files in ../shared/datasets/mnist, at 32², narrow networks
-(8000 steps at lr 4e-4, halved at 4000; ~18 minutes on the 2-core dev VM, 2026-12-04;
+(8000 steps at lr 4e-4, halved at 4000; ~19 minutes on the 2-core dev VM, 2026-12-04;
 BUILD_NOTES):
   python -m jaxgan.main --experiment munit:demo --workdir runs/munit_demo
   python experiments/style_benchmark.py --workdir runs/munit_demo

@@ -33,8 +33,8 @@ NORMS = layers.NORMS
 # Each factory takes (*, ngf, norm, out_channels, use_dropout, dtype); the input's
 # channels come from the input (Flax infers them).
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
-    # resnet_2blocks: the same ResNet with 2 residual blocks (not a reference name):
-    # cyclegan:smoke's, whose step then compiles in ~3/4 of the time.
+    # resnet_2blocks: the same ResNet with 2 residual blocks (not a reference name;
+    # cyclegan:smoke's, configs/cyclegan.py says why).
     'resnet_2blocks': functools.partial(ResnetGenerator, n_blocks=2),
     'resnet_6blocks': functools.partial(ResnetGenerator, n_blocks=6),
     'resnet_9blocks': functools.partial(ResnetGenerator, n_blocks=9),
