@@ -188,6 +188,91 @@ def test_conv2d_resample_matches_reference_generic_route():
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def _xla_fir(x, f, up=1, down=1, pad=(0, 0, 0, 0), gain=1.0):
+  """upfirdn2d as XLA's per-channel convolution (what the op was before it became
+  shifted slices): zero insertion and padding in one lax.pad, the flipped filter."""
+  x0, x1, y0, y1 = pad
+  c = x.shape[-1]
+  x = jax.lax.pad(x, 0.0, [(0, 0, 0), (y0, y1 + up - 1, up - 1),
+                           (x0, x1 + up - 1, up - 1), (0, 0, 0)])
+  k = jnp.asarray(f, jnp.float32)[::-1, ::-1] * gain
+  k = jnp.broadcast_to(k[:, :, None, None], k.shape + (1, c))
+  return jax.lax.conv_general_dilated(x, k, (down, down), 'VALID',
+                                      dimension_numbers=_DN, feature_group_count=c)
+
+
+def _xla_conv(x, w, pad=0, stride=1, flip=False):
+  w = w[::-1, ::-1] if flip else w
+  return jax.lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2,
+                                      dimension_numbers=_DN)
+
+
+_DN = ('NHWC', 'HWIO', 'NHWC')
+_ASYMMETRIC = np.outer([1.0, 2.0, 4.0, 1.0], [3.0, 1.0, 2.0]) / 72.0
+# name -> (the op, the same op through XLA's convolutions: the reference's generic
+# routes and its transposed conv over the zero-dilated input), on x [2, 6, 6, 3] and
+# w [3, 3, 3, 4] (1x1 for 'down_1x1').
+_RESAMPLING_ROUTES = {
+    'upfirdn2d_up': (
+        lambda x, w: stylegan.upfirdn2d(x, FIR, up=2, padding=(2, 1, 1, 2), gain=4.0),
+        lambda x, w: _xla_fir(x, FIR, 2, 1, (2, 1, 1, 2), 4.0)),
+    'upfirdn2d_asymmetric_down': (  # rank 1 (two 1-D passes), asymmetric taps
+        lambda x, w: stylegan.upfirdn2d(x, _ASYMMETRIC, down=2, padding=(1, 2, 0, 1),
+                                        gain=1.5),
+        lambda x, w: _xla_fir(x, _ASYMMETRIC, 1, 2, (1, 2, 0, 1), 1.5)),
+    'upfirdn2d_asymmetric_up': (
+        lambda x, w: stylegan.upfirdn2d(x, _ASYMMETRIC, up=2, padding=(2, 1, 1, 2)),
+        lambda x, w: _xla_fir(x, _ASYMMETRIC, 2, 1, (2, 1, 1, 2))),
+    'upfirdn2d_traced_filter_down': (
+        lambda x, w: stylegan.upfirdn2d(x, jnp.asarray(FIR[:3]) * w[0, 0, 0, 0],
+                                        down=2, padding=(1, 2, 0, 1)),
+        lambda x, w: _xla_fir(x, jnp.asarray(FIR[:3]) * w[0, 0, 0, 0], 1, 2,
+                              (1, 2, 0, 1))),
+    'conv_up': (  # the synthesis' upsampling conv: a true convolution
+        lambda x, w: stylegan.conv2d_resample(x, w, FIR, up=2, padding=1,
+                                              flip_weight=False),
+        lambda x, w: _xla_conv(_xla_fir(x, FIR, 2, 1, (3, 2, 3, 2), 4.0), w,
+                               flip=True)),
+    'conv_transpose_up': (  # the transposed conv alone, both flips
+        lambda x, w: stylegan._conv_transpose(x, w, stride=2, flip_weight=True),
+        lambda x, w: jax.lax.conv_general_dilated(
+            x, w, (1, 1), [(2, 2)] * 2, lhs_dilation=(2, 2), dimension_numbers=_DN)),
+    'conv_down': (  # D's downsampling 3x3 conv
+        lambda x, w: stylegan.conv2d_resample(x, w, FIR, down=2, padding=1),
+        lambda x, w: _xla_fir(_xla_conv(x, w, pad=2), FIR, 1, 2)),
+    'conv_down_strided': (  # the strided conv after the FIR filter
+        lambda x, w: stylegan._conv(x, w, stride=2, padding=(1, 1)),
+        lambda x, w: _xla_conv(x, w, pad=1, stride=2)),
+}
+
+
+@pytest.mark.parametrize('route', sorted(_RESAMPLING_ROUTES))
+def test_resampling_ops_equal_xla_convolutions_to_second_order(route):
+  """The resampling ops as computed (shifted-slice FIR filters with their own
+  gradients, phase-split transposed convs, im2col strided convs), placed on CPU,
+  against the same ops through XLA's convolutions: outputs, first derivatives (x
+  and w), and the second derivatives that R1 and the path-length penalty take
+  (d/dw and d/dx of |d<out, v>/dx|^2)."""
+  from jaxgan.models import cpu_conv
+  ours, xla = _RESAMPLING_ROUTES[route]
+  x = jnp.asarray(_rand((2, 6, 6, 3)), jnp.float32)
+  w = jnp.asarray(_rand((3, 3, 3, 4), seed=2), jnp.float32)
+  v = jnp.asarray(_rand(xla(x, w).shape, seed=3), jnp.float32)
+
+  def derivatives(op):
+    first = lambda x_, w_: jnp.sum(op(x_, w_) * v)
+    r1 = lambda x_, w_: jnp.sum(jnp.square(jax.grad(first)(x_, w_)))
+    return (op(x, w), *jax.grad(first, (0, 1))(x, w), *jax.grad(r1, (0, 1))(x, w))
+
+  with cpu_conv.placement('cpu'):
+    got = jax.jit(lambda: derivatives(ours))()
+  want = jax.jit(lambda: derivatives(xla))()
+  for what, a, b in zip(('out', 'dx', 'dw', 'd2x', 'd2w'), got, want):
+    assert a.shape == b.shape, what
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()),
+                               err_msg=f'{route}: {what}')
+
+
 # --- modulation and equalized learning rate ------------------------------------
 
 

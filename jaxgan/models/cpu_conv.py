@@ -311,6 +311,65 @@ def _conv_taps_bwd(stride, padding, residuals, g):
 _conv_taps.defvjp(_conv_taps_fwd, _conv_taps_bwd)
 
 
+def conv2d_im2col(x, w, stride: int, padding) -> jax.Array:
+  """NHWC x HWIO convolution as one GEMM of the K² (strided) input slices side by
+  side with the kernel as a [K²·C, O] matrix, placed on CPU ('gemm', for any size);
+  elsewhere XLA's convolution. Every derivative, to any order, is then GEMMs and
+  slices: StyleGAN's R1 step differentiates D's stride-2 convs twice, and XLA:CPU
+  ran those second derivatives as its generic (non-YNNPACK) convolution, 3x slower
+  over the whole R1 step (BUILD_NOTES, "StyleGAN speed")."""
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if current().platform != 'cpu':
+    return _plain(x, w, stride, padding)
+  return _gemm(x, w, stride, padding)
+
+
+def conv_transpose(x, w, stride: int, padding, groups: int = 1) -> jax.Array:
+  """The correlation of HWIO `w` over NHWC `x` dilated by `stride` (s - 1 zeros
+  between pixels) and padded by `padding` ((lo, hi), (lo, hi)): a transposed
+  convolution, as XLA's `conv_general_dilated(..., lhs_dilation=(s, s))` computes it.
+
+  With the placement's phase split (on by default) it is s² phase convolutions over
+  the undilated input, interleaved: output row s·i + a only sees the taps t with
+  (a + t - lo) % s == 0, at input row i + (a + t - lo) // s. The dilated form also
+  multiplies the inserted zeros and ran ~10x slower on XLA:CPU, its kernel gradient
+  most (BUILD_NOTES). Phases are cut to their own lengths when the output is not a
+  multiple of s long. Each phase is `conv2d` (grouped ones XLA's convolution).
+  """
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if not current().phase_split:
+    return lax.conv_general_dilated(x, w, (1, 1), padding, lhs_dilation=(stride, stride),
+                                    dimension_numbers=_DN, feature_group_count=groups)
+  s = stride
+  k_h, k_w, _, o = w.shape
+  n, h, wd, _ = x.shape
+  (lo_h, hi_h), (lo_w, hi_w) = padding
+  len_h = (h - 1) * s + 1 + lo_h + hi_h - k_h + 1
+  len_w = (wd - 1) * s + 1 + lo_w + hi_w - k_w + 1
+  rows_h, rows_w = -(-len_h // s), -(-len_w // s)  # the longest phase a side
+
+  def phase(a, b):
+    first_a, first_b = (lo_h - a) % s, (lo_w - b) % s  # first tap of each phase
+    taps_a, taps_b = range(first_a, k_h, s), range(first_b, k_w, s)
+    if not taps_a or not taps_b:
+      return jnp.zeros((n, rows_h, rows_w, o), x.dtype)
+    d_a = [(a + t - lo_h) // s for t in taps_a]  # consecutive input-row offsets
+    d_b = [(b + t - lo_w) // s for t in taps_b]
+    # Rows i < rows_h read input rows i + d_a[0] .. i + d_a[-1] (zeros outside x;
+    # negative padding crops; rows past this phase's length are cut below).
+    pad = ((-d_a[0], rows_h - 1 + d_a[-1] - (h - 1)),
+           (-d_b[0], rows_w - 1 + d_b[-1] - (wd - 1)))
+    kernel = w[first_a::s, first_b::s]
+    if groups == 1:
+      return conv2d(x, kernel, 1, pad)
+    return lax.conv_general_dilated(x, kernel, (1, 1), pad, dimension_numbers=_DN,
+                                    feature_group_count=groups)
+
+  y = jnp.stack([jnp.stack([phase(a, b) for b in range(s)], axis=3)
+                 for a in range(s)], axis=2)  # [n, rows_h, s, rows_w, s, o]
+  return y.reshape(n, rows_h * s, rows_w * s, o)[:, :len_h, :len_w]
+
+
 def formulation(x_shape, w_shape, stride, padding) -> str:
   """The formulation `conv2d` uses for this layer under the current placement: `plan`'s
   when placed on CPU, else 'xla' (XLA's convolution, no SAME+crop either)."""

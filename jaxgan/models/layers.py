@@ -90,12 +90,10 @@ class ConvTranspose(nn.Module):
   kernel is the spatial flip of PyTorch's, which only matters when loading PyTorch
   weights. PyTorch's output is (H-1)*s - 2p + k + op. Computing it as XLA's
   convolution over the stride-dilated input wastes the zeros and runs ~10x slower on
-  XLA:CPU (measured in BUILD_NOTES.md), so when the output is exactly s*H (every
-  reference configuration) it is computed as s*s phase convolutions over the
-  undilated input, interleaved: output row s*i + a only sees the kernel taps t with
-  (a + t - lo) % s == 0, at input row i + (a + t - lo) // s, where lo = k - 1 - p.
-  The placement's `phase_split` (`cpu_conv.placement`, on by default) chooses between
-  the two when traced; `experiments/convt_check.py` measures both on a backend.
+  XLA:CPU (measured in BUILD_NOTES.md), so it is computed as s*s phase convolutions
+  over the undilated input, interleaved (`cpu_conv.conv_transpose`). The placement's
+  `phase_split` (`cpu_conv.placement`, on by default) chooses between the two when
+  traced; `experiments/convt_check.py` measures both on a backend.
   """
   features: int
   kernel: int
@@ -111,41 +109,12 @@ class ConvTranspose(nn.Module):
     w = self.param('kernel', kernel_init, (k, k, x.shape[-1], self.features),
                    jnp.float32)
     x, w = x.astype(self.dtype), w.astype(self.dtype)
-    n, h, wd, _ = x.shape
     lo = k - 1 - p
-    out_h = (h - 1) * s - 2 * p + k + self.output_padding
-    out_w = (wd - 1) * s - 2 * p + k + self.output_padding
-    dn = ('NHWC', 'HWIO', 'NHWC')
-    if cpu_conv.current().phase_split and out_h == s * h and out_w == s * wd:
-      rows = []
-      for a in range(s):
-        cols = []
-        for b in range(s):
-          cols.append(self._phase(x, w, a, b, lo, dn))
-        rows.append(jnp.stack(cols, axis=3))  # [n, h, w, s(b), c]
-      y = jnp.stack(rows, axis=2).reshape(n, s * h, s * wd, self.features)
-    else:
-      y = jax.lax.conv_general_dilated(
-          x, w, (1, 1), ((lo, lo + self.output_padding),) * 2,
-          lhs_dilation=(s, s), dimension_numbers=dn)
+    y = cpu_conv.conv_transpose(x, w, s, ((lo, lo + self.output_padding),) * 2)
     if self.use_bias:
       bias = self.param('bias', bias_init, (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype)
     return y
-
-  def _phase(self, x, w, a, b, lo, dn):
-    """Output pixels (s*i + a, s*j + b) as one stride-1 conv over x."""
-    k, s = self.kernel, self.stride
-    first_a, first_b = (lo - a) % s, (lo - b) % s  # first tap of each phase
-    taps_a, taps_b = range(first_a, k, s), range(first_b, k, s)
-    if not taps_a or not taps_b:
-      return jnp.zeros(x.shape[:3] + (self.features,), x.dtype)
-    d_a = [(a + t - lo) // s for t in taps_a]  # consecutive input-row offsets
-    d_b = [(b + t - lo) // s for t in taps_b]
-    kernel = w[first_a::s, first_b::s]
-    # Negative padding crops: the conv reads rows i + d_a[0] .. i + d_a[-1].
-    pad = ((-d_a[0], d_a[-1]), (-d_b[0], d_b[-1]))
-    return cpu_conv.conv2d(x, kernel, 1, pad)
 
 
 def conv_transpose(features: int, kernel: int, stride: int, padding: int,

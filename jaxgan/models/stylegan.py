@@ -27,6 +27,7 @@ discriminator's 4x4 epilogue. Outputs are float32 and raw: no tanh on the images
 sigmoid on the logits.
 """
 
+import functools
 import math
 import numbers
 from typing import Any
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan.errors import JaxganError
+from jaxgan.models import cpu_conv
 
 Array = jax.Array
 Dtype = Any
@@ -107,6 +109,54 @@ def _as_filter(f) -> np.ndarray | Array:
   return f
 
 
+def _separable(f) -> tuple[np.ndarray, np.ndarray] | None:
+  """(column taps, row taps) whose outer product is the concrete 2-D filter `f`, or
+  None when f is traced (an imported snapshot's buffer) or not of rank 1."""
+  if not isinstance(f, np.ndarray) or f.sum() == 0:
+    return None
+  col, row = f.sum(axis=1), f.sum(axis=0) / f.sum()
+  if not np.allclose(np.outer(col, row), f, rtol=1e-6, atol=1e-7 * np.abs(f).max()):
+    return None
+  return col, row
+
+
+def _slice(x: Array, axis: int, start: int, count: int, step: int) -> Array:
+  """x[..., start : start + step * count : step, ...] along `axis`."""
+  begin, end, strides = [0] * x.ndim, list(x.shape), [1] * x.ndim
+  begin[axis], end[axis], strides[axis] = start, start + step * (count - 1) + 1, step
+  return jax.lax.slice(x, begin, end, strides)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _fir_1d(x: Array, taps: tuple[float, ...], axis: int, count: int,
+            step: int) -> Array:
+  """sum_t taps[t] * x[t + step * o] along `axis`, o < count: a valid 1-D
+  correlation with fixed taps that keeps every `step`-th output, as shifted slices
+  (one fused loop in XLA). Its gradient is the same op over the zero-inserted, padded
+  output gradient with the taps reversed (so at every order of differentiation it is
+  one fused loop, where autodiff of the slices pads each tap's gradient to the full
+  input, one pass per tap)."""
+  terms = [_slice(x, axis, t, count, step) * tap for t, tap in enumerate(taps)]
+  return functools.reduce(jnp.add, terms)
+
+
+def _fir_1d_fwd(x, taps, axis, count, step):
+  return _fir_1d(x, taps, axis, count, step), x.shape[axis]
+
+
+def _fir_1d_bwd(taps, axis, count, step, length, g):
+  # dx[i] = sum_t taps[t] g[(i - t) / step]: g with step - 1 zeros between its
+  # entries, K - 1 before and the rest of the input's length after.
+  k = len(taps)
+  pad = [(0, 0, 0)] * g.ndim
+  pad[axis] = (k - 1, length - step * (count - 1) - 1, step - 1)
+  g = jax.lax.pad(g, jnp.zeros((), g.dtype), pad)
+  return (_fir_1d(g, taps[::-1], axis, length, 1),)
+
+
+_fir_1d.defvjp(_fir_1d_fwd, _fir_1d_bwd)
+
+
 def upfirdn2d(x: Array, f, up: int = 1, down: int = 1, padding=(0, 0, 0, 0),
               gain: float = 1.0, flip_filter: bool = False) -> Array:
   """Upsample, pad, FIR-filter and downsample NHWC images, as the reference.
@@ -117,23 +167,40 @@ def upfirdn2d(x: Array, f, up: int = 1, down: int = 1, padding=(0, 0, 0, 0),
   filter flipped, unless flip_filter) with f * gain keeping only outputs whose
   footprint lies inside, and keep every `down`-th pixel. `f` is a 2-D filter (from
   `setup_filter`), a 1-D one (applied separably: its outer product) or None.
+
+  Computed as shifted, strided slices times the filter's taps, not as a convolution:
+  XLA:CPU ran the per-channel (depthwise) convolution this used to be, and its
+  gradients, at a few GFLOP/s (BUILD_NOTES, "StyleGAN speed"). A concrete filter of
+  rank 1 (the [1, 3, 3, 1] one) is two 1-D passes, fh + fw slices; a traced one (an
+  imported snapshot's buffer) fh x fw. Only the kept (every down-th) outputs are
+  computed. The same sums as the convolution, in another order.
   """
   f = _as_filter(f)
   px0, px1, py0, py1 = _parse_padding(padding)
-  c = x.shape[-1]
   # Zero insertion and the pad/crop as one lax.pad: interior up-1 zeros, up-1 more
   # after the last pixel, then the (possibly negative) padding on each side.
   x = jax.lax.pad(x, jnp.zeros((), x.dtype),
                   [(0, 0, 0), (py0, py1 + up - 1, up - 1),
                    (px0, px1 + up - 1, up - 1), (0, 0, 0)])
+  fh, fw = f.shape
+  out_h, out_w = (x.shape[1] - fh) // down + 1, (x.shape[2] - fw) // down + 1
+  if out_h < 1 or out_w < 1:
+    raise JaxganError(f'upfirdn2d: a {fh}x{fw} filter does not fit the padded '
+                      f'{x.shape[1]}x{x.shape[2]} image')
+  sep = _separable(f)
+  if sep is not None:
+    col, row = sep
+    if not flip_filter:  # correlation with the flipped filter = convolution
+      col, row = col[::-1], row[::-1]
+    x = _fir_1d(x, tuple(float(t) * gain for t in col), 1, out_h, down)
+    return _fir_1d(x, tuple(float(t) for t in row), 2, out_w, down)
   f = jnp.asarray(f, jnp.float32) * gain
   if not flip_filter:
-    f = f[::-1, ::-1]  # correlation with the flipped filter = convolution
-  kernel = jnp.broadcast_to(f[:, :, None, None], f.shape + (1, c)).astype(x.dtype)
-  # Striding the valid correlation keeps outputs 0, down, 2*down, ...: the
-  # reference's x[:, :, ::down, ::down].
-  return jax.lax.conv_general_dilated(x, kernel, (down, down), 'VALID',
-                                      dimension_numbers=_DN, feature_group_count=c)
+    f = f[::-1, ::-1]
+  f = f.astype(x.dtype)
+  terms = [_slice(_slice(x, 1, i, out_h, down), 2, j, out_w, down) * f[i, j]
+           for i in range(fh) for j in range(fw)]
+  return functools.reduce(jnp.add, terms)
 
 
 def upsample2d(x: Array, f=None, up: int = 2, padding=0, gain: float = 1.0) -> Array:
@@ -167,10 +234,14 @@ def downsample2d(x: Array, f=None, down: int = 2, padding=0,
 
 def _conv(x, w, *, stride=1, padding=(0, 0), groups=1, flip_weight=True):
   """Plain conv; `padding` = (y, x). flip_weight: True = correlation (as PyTorch's
-  conv2d), False = true convolution."""
+  conv2d), False = true convolution. A strided conv placed on CPU is
+  `cpu_conv.conv2d_im2col` (its second derivatives, which R1 takes, ran as XLA:CPU's
+  generic convolution: BUILD_NOTES, "StyleGAN speed")."""
   if not flip_weight:
     w = w[::-1, ::-1]
   py, px = padding
+  if stride > 1 and groups == 1:
+    return cpu_conv.conv2d_im2col(x, w, stride, ((py, py), (px, px)))
   return jax.lax.conv_general_dilated(
       x, w, (stride, stride), ((py, py), (px, px)), dimension_numbers=_DN,
       feature_group_count=groups)
@@ -181,15 +252,14 @@ def _conv_transpose(x, w, *, stride, padding=(0, 0), groups=1, flip_weight=True)
   the zero-dilated input: the transposed conv correlates with the spatially flipped
   kernel over the input dilated by `stride` and padded by k - 1 - p, so the
   reference's flip_weight (it flips the kernel it passes when flip_weight is True)
-  leaves w itself as the correlation kernel when True and flip(w) when False."""
+  leaves w itself as the correlation kernel when True and flip(w) when False.
+  `cpu_conv.conv_transpose` computes it as stride² phase convolutions."""
   kh, kw = w.shape[:2]
   if not flip_weight:
     w = w[::-1, ::-1]
   py, px = padding
-  return jax.lax.conv_general_dilated(
-      x, w, (1, 1), ((kh - 1 - py,) * 2, (kw - 1 - px,) * 2),
-      lhs_dilation=(stride, stride), dimension_numbers=_DN,
-      feature_group_count=groups)
+  return cpu_conv.conv_transpose(x, w, stride, ((kh - 1 - py,) * 2, (kw - 1 - px,) * 2),
+                                 groups)
 
 
 def conv2d_resample(x: Array, w: Array, f=None, up: int = 1, down: int = 1,
@@ -689,9 +759,10 @@ class StyleGANGenerator(nn.Module):
   Truncation: w_avg + psi * (w - w_avg) for the first `truncation_cutoff` ws (all
   if None), `w_avg` [w_dim] being the caller's running average of the mapping's
   output; a Python psi of 1 skips truncation and never reads w_avg (an array psi
-  always truncates, so it needs w_avg). `train` picks the reference's modulated-conv form (per-sample grouped
-  weights in inference, scaled activations in training); the numbers agree to
-  rounding. Params: 'mapping' {'fc0', ...}, 'synthesis' {'b4', 'b8', ...}.
+  always truncates, so it needs w_avg). `train` picks the reference's modulated-conv
+  form (per-sample grouped weights in inference, scaled activations in training; the
+  latter at inference too where placed on CPU, `cpu_conv.placement`); the numbers
+  agree to rounding. Params: 'mapping' {'fc0', ...}, 'synthesis' {'b4', 'b8', ...}.
   `buffers` (laid out as `default_buffers`) replaces the seeded 'const' noise and
   the [1, 3, 3, 1] filters; `conv_clamp` clamps the synthesis convs' outputs.
   """
@@ -753,8 +824,12 @@ class StyleGANGenerator(nn.Module):
     if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
       raise JaxganError(f'StyleGAN ws have shape {ws.shape}; expected '
                         f'[batch, {self.num_ws}, {self.w_dim}]')
-    # The reference's fused_modconv = not training (in float32).
-    return self.synthesis_net(ws.astype(jnp.float32), noise_mode, fused=not train,
+    # The reference's fused_modconv = not training (in float32), except where placed
+    # on CPU: there XLA's grouped convolution makes the fused form 5x slower than the
+    # unfused one (256 demo images: 0.75 vs 0.14 s; BUILD_NOTES, "StyleGAN speed"),
+    # which computes the same numbers up to rounding.
+    fused = not train and cpu_conv.current().platform != 'cpu'
+    return self.synthesis_net(ws.astype(jnp.float32), noise_mode, fused=fused,
                               buffers=buffers)
 
 
