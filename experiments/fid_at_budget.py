@@ -16,6 +16,13 @@ With --cores C0,C1,... the runs are pinned one per core (`taskset`) and up to th
 many train at once, so each run gets one whole core for the same wall-clock time;
 without it they run one after another on the whole machine. Evaluation runs after
 all training, one at a time. Prints a table and writes ROOT/fid_at_budget.json.
+
+Runs generating 32x32x1 images (MNIST) also get the digit-coverage columns of
+`experiments/mnist_classifier.py` for the same checkpoint and --num-images samples of
+one fixed z set (seed 0): the class entropy (nats), the classes above 5% of the
+samples and the across-sample pixel std. Without the classifier's weights file
+(--classifier, default beside the data cache) or for other image shapes the columns
+are left out, with the reason printed.
 """
 
 import argparse
@@ -40,6 +47,9 @@ def parse_args(argv):
   p.add_argument('--root', default='runs/fid_at_budget')
   p.add_argument('--skip-training', action='store_true',
                  help='score the runs already in ROOT (their start times are kept)')
+  p.add_argument('--classifier', default=None,
+                 help='the MNIST classifier for the coverage columns (default: '
+                 'experiments/mnist_classifier.py\'s default path)')
   args = p.parse_args(argv)
   runs = []
   for text in args.run:
@@ -125,6 +135,28 @@ def evaluate(workdir: Path, step: int, num_images: int) -> dict:
   return json.loads(out.read_text())
 
 
+def add_coverage(rows, root: Path, num_images: int, classifier) -> None:
+  """The classifier's coverage columns added to each row whose run generates 32x32x1
+  images, scored on the row's checkpoint; reasons printed where they are left out."""
+  # Imported here: jax and flax are not needed to train the runs.
+  import mnist_classifier
+  import mode_coverage
+  from jaxgan.errors import JaxganError
+  try:
+    params, _ = mnist_classifier.load(classifier)
+  except JaxganError as e:
+    print(f'no coverage columns: {e}', flush=True)
+    return
+  for r in rows:
+    try:
+      sampler = mode_coverage.CheckpointSampler(root / r['run'], num_images, seed=0)
+      scores, _ = mnist_classifier.diversity(params, sampler(r['step']))
+    except JaxganError as e:
+      print(f'[{r["run"]}] no coverage columns: {e}', flush=True)
+      continue
+    r.update(scores)
+
+
 def main(argv):
   args = parse_args(argv)
   root = Path(args.root)
@@ -148,12 +180,18 @@ def main(argv):
                  'minutes': round(elapsed / 60, 2),
                  'images_seen': step * config['data']['batch_size'],
                  **{k: scores[k] for k in ('fid', 'kid', 'kid_std') if k in scores}})
+  add_coverage(rows, root, args.num_images, args.classifier)
+  coverage = any('entropy' in r for r in rows)
   print(f'\nFID at {args.minutes:g} min of training per run, {args.num_images} images'
         + (f', one core per run ({",".join(map(str, args.cores))})' if args.cores else ''))
-  print(f'{"run":<12} {"step":>7} {"min":>6} {"images":>9} {"FID":>8} {"KID":>8}')
+  print(f'{"run":<12} {"step":>7} {"min":>6} {"images":>9} {"FID":>8} {"KID":>8}'
+        + (f' {"entropy":>8} {">5%":>4} {"pix std":>8}' if coverage else ''))
   for r in rows:
-    print(f'{r["run"]:<12} {r["step"]:>7} {r["minutes"]:>6.1f} {r["images_seen"]:>9} '
-          f'{r.get("fid", float("nan")):>8.2f} {r.get("kid", float("nan")):>8.4f}')
+    line = (f'{r["run"]:<12} {r["step"]:>7} {r["minutes"]:>6.1f} {r["images_seen"]:>9} '
+            f'{r.get("fid", float("nan")):>8.2f} {r.get("kid", float("nan")):>8.4f}')
+    if 'entropy' in r:
+      line += f' {r["entropy"]:>8.3f} {r["classes"]:>4} {r["pixel_std"]:>8.4f}'
+    print(line)
   (root / 'fid_at_budget.json').write_text(json.dumps(
       {'minutes': args.minutes, 'num_images': args.num_images, 'cores': args.cores,
        'rows': rows}, indent=2))
