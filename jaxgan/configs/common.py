@@ -87,6 +87,18 @@ def base_config(task: str) -> ml_collections.ConfigDict:
   c.ema.decay = 0.0  # a constant beta instead of a half-life (e.g. 0.999)
   c.ema.networks = ()  # which networks; (): the task's generators
   c.ema.for_inference = True  # samples, translation and evaluation use the EMA
+
+  # Augmentation of every discriminator input, reals and fakes, in the G and D phases
+  # (see jaxgan.augment); the lazy R1 step sees augmented reals too.
+  c.augment = ml_collections.ConfigDict()
+  c.augment.policy = 'none'  # none | diffaugment | ada
+  c.augment.diffaugment = 'color,translation,cutout'  # DiffAugment's ops, in order
+  # ADA (stylegan2-ada-pytorch's defaults): p moves towards the overfitting target of
+  # E[sign(D(real))] every ada_interval steps, by up to 1 per ada_kimg thousand images.
+  c.augment.ada_target = 0.6  # 0: p fixed at p_init
+  c.augment.ada_interval = 4  # steps between adjustments of p
+  c.augment.ada_kimg = 500.0
+  c.augment.p_init = 0.0  # p at the start (resumed runs continue from the saved p)
   return c
 
 

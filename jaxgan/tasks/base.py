@@ -7,8 +7,13 @@ loop, the evaluators and the command-line tools use), builds its networks into
 each network's example inputs in `init_inputs`, and writes its main `train_step`,
 `sample` and `predictors` with the helpers here (`step_keys`, `train_nets`,
 `descend` / `apply_gradients`, `commit`, `step_metrics`), so that `optimizer.*`,
-`ema.*`, `loss.gp*`, `loss.real_label` and `train.instance_noise*` act the same way
-in every GAN.
+`ema.*`, `loss.gp*`, `loss.real_label`, `train.instance_noise*` and `augment.*` act the
+same way in every GAN.
+
+Every discriminator input of a step (reals and fakes, in the G and the D phase) goes
+through the step's `DInputTransform` (`d_input_transform`): augmentation, then instance
+noise. With augment.policy=ada each discriminator has its own strength p in
+`state.aux['ada']`, adapted by the 'ada' step function (see `ada_step`).
 """
 
 import dataclasses
@@ -19,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgan import losses, optim
+from jaxgan import augment, losses, optim
 from jaxgan.errors import JaxganError
 from jaxgan.state import GANState, InferenceState
 from jaxgan.tasks.nets import Nets, compute_dtype, init_variables
@@ -28,6 +33,9 @@ CHANNELS = (1, 3)
 PENALTIES = ('none', 'wgangp', 'r1', 'r2')
 # Folded into the step key of a lazy regulariser, so it draws apart from the main step.
 _PENALTY_STREAM = 0x5E9
+# Folded into a D input transform's key for the augmentation's draws (the instance
+# noise keeps the key itself, so runs without augmentation keep their numbers).
+_AUGMENT_STREAM = 0xA06
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +48,43 @@ class GroupUpdate:
   grads: dict
   loss: Any = None
   aux: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DInputTransform:
+  """What every discriminator input of one step goes through: `to_d(name, x, draw)`
+  is image batch x as discriminator `name` is shown it, augmented (`augment`: the
+  policy's fn(images, p, key), None for none; `p`: each discriminator's ADA strength,
+  {} unless ADA), then with instance noise of std `noise_std` when `noise`. Each input
+  of a step passes its own `draw` number, so no two inputs (a real and a fake, or the
+  fakes of the G and the D phase) share an augmentation or a noise sample, as each of
+  the reference's run_D calls draws its own. An input that stacks several images on
+  the channel axis (pix2pix's [input, output] pair) gives each the same transform."""
+  augment: Callable | None
+  p: Mapping[str, jax.Array]
+  channels: int
+  key: jax.Array
+  noise_std: Any
+  noise: bool
+
+  def __call__(self, name: str, x: jax.Array, draw: int) -> jax.Array:
+    if self.augment is not None:
+      key = jax.random.fold_in(jax.random.fold_in(self.key, _AUGMENT_STREAM), draw)
+      p = self.p.get(name)
+      x = augment.per_image(lambda images: self.augment(images, p, key), x, self.channels)
+    if self.noise:
+      noise = jax.random.normal(jax.random.fold_in(self.key, draw), x.shape, x.dtype)
+      x = x + self.noise_std * noise
+    return x
+
+  def views(self, name: str, real_draw: int, fake_draw: int) -> tuple[Callable, Callable]:
+    """(real -> D input, fake -> D input) of discriminator `name` with these draws:
+    what `GANTask.discriminator_loss` and `penalty` take."""
+    return (lambda x: self(name, x, real_draw)), (lambda x: self(name, x, fake_draw))
+
+
+def _unchanged(x):
+  return x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +152,12 @@ class GANTask:
       raise JaxganError(f'data.channels={self.channels} must be 1 or 3')
     if t.instance_noise < 0 or t.instance_noise_steps < 0:
       raise JaxganError('train.instance_noise and train.instance_noise_steps must be >= 0')
+    # The augment group (absent from the config.json of a run older than it: none).
+    self.augment_config = config.augment if 'augment' in config else None
+    self.augment_fn = None  # the policy's fn(images, p, key); None: no augmentation
+    if self.augment_config is not None:
+      augment.check(self.augment_config, c.gan_mode)
+      self.augment_fn = augment.make(self.augment_config)
     if c.lambda_gp < 0:
       raise JaxganError(f'loss.lambda_gp={c.lambda_gp} must be >= 0')
     if c.gp not in PENALTIES + ('auto',):
@@ -169,6 +220,11 @@ class GANTask:
     return names
 
   @property
+  def adaptive_augment(self) -> bool:
+    """Whether the state keeps ADA's p and statistics (augment.policy=ada)."""
+    return self.augment_config is not None and self.augment_config.policy == 'ada'
+
+  @property
   def lazy_penalty(self) -> bool:
     return self.penalty_kind != 'none' and self.config.loss.gp_every > 1
 
@@ -183,10 +239,14 @@ class GANTask:
 
   def step_functions(self) -> dict[str, tuple[Callable, int]]:
     """name -> (pure step fn(state, batch) -> (state, metrics), interval), in the
-    order the loop runs them within one iteration: 'main' (which advances
-    `state.step`), the regularisers, and 'ema' last, so the average sees every update
-    of the iteration, as the reference's G_ema does."""
-    steps = {'main': (self.train_step, 1), **self.regularizer_steps()}
+    order the loop runs them within one iteration: with ADA, 'ada' first (every
+    augment.ada_interval steps: p adjusted from the statistics of the iterations
+    before), 'main' (which advances `state.step`), the regularisers, and 'ema' last, so
+    the average sees every update of the iteration, as the reference's G_ema does."""
+    steps = {}
+    if self.adaptive_augment:
+      steps['ada'] = (self.ada_step, self.augment_config.ada_interval)
+    steps.update({'main': (self.train_step, 1), **self.regularizer_steps()})
     if self.ema_networks:
       steps['ema'] = (self.ema_step, 1)
     return steps
@@ -247,7 +307,8 @@ class GANTask:
 
   def new_state(self, rng: jax.Array, aux=None) -> GANState:
     """Initial state: the networks, their EMA, every group's optimizer state, and the
-    task's `aux` arrays."""
+    task's `aux` arrays (with ADA, also aux['ada']: discriminator -> its p, at
+    augment.p_init, and its statistics, zero)."""
     if not self.optimizers:
       raise JaxganError('this task was built for inference (no steps_per_epoch): it '
                         'has no optimizers to initialise')
@@ -257,7 +318,7 @@ class GANTask:
         step=jnp.zeros((), jnp.int32), rng=state_rng, params=params, batch_stats=stats,
         ema_params=self._ema_init(params),
         opt_state={g: self.optimizers[g].init(self.group(params, g)) for g in self.GROUPS},
-        aux=aux if aux is not None else {})
+        aux={**(aux or {}), **self._ada_init()})
 
   def group(self, params, which: str) -> dict:
     """The params of one optimizer group."""
@@ -311,13 +372,25 @@ class GANTask:
     step = state.step + 1 if advance else state.step
     return state.replace(step=step, params=params, opt_state=opt, **fields)
 
-  def step_metrics(self, state: GANState, updates, noise_std) -> dict:
+  def step_metrics(self, state: GANState, updates, to_d: DInputTransform,
+                   real_outputs: Mapping[str, Any]) -> dict:
     """The metrics every task logs besides its losses: grad_norm_<group> of each
     update, lr_<group> (the rate applied at this step, with any lazy correction) of
-    every group, and the instance noise's std."""
-    return {**{f'grad_norm_{u.group}': optax.global_norm(u.grads) for u in updates},
-            **{f'lr_{g}': rate(state.step) for g, rate in self.rates.items()},
-            'instance_noise': noise_std}
+    every group, the instance noise's std, and with ADA each discriminator's p and
+    its mean sign of D(real) this step, ada_p and ada_rt (ada_p_<D> and ada_rt_<D>
+    with several discriminators). `real_outputs`: discriminator -> its outputs on the
+    step's reals (`discriminator_loss`'s third result)."""
+    metrics = {**{f'grad_norm_{u.group}': optax.global_norm(u.grads) for u in updates},
+               **{f'lr_{g}': rate(state.step) for g, rate in self.rates.items()},
+               'instance_noise': to_d.noise_std}
+    if self.adaptive_augment:
+      threshold = self._sign_threshold()
+      for name, out in real_outputs.items():
+        suffix = '' if len(self.DISCRIMINATORS) == 1 else '_' + name
+        signs, count = augment.sign_counts(out, threshold)
+        metrics['ada_p' + suffix] = to_d.p[name]
+        metrics['ada_rt' + suffix] = signs / count
+    return metrics
 
   # -- EMA ---------------------------------------------------------------------------
 
@@ -347,31 +420,86 @@ class GANTask:
     return Nets(self.modules, self.inference_params(model), model.batch_stats,
                 train=train, rng=rng, **kwargs)
 
-  # -- stability knobs ---------------------------------------------------------------
+  # -- the discriminators' inputs: augmentation and instance noise -------------------
 
-  def instance_noise(self, state: GANState, key: jax.Array):
-    """(noisy(x, draw), std): Gaussian noise on a D input with this step's annealed std
-    (a no-op when train.instance_noise is 0); each D input of the step passes its own
-    `draw` number so that no two share a noise sample."""
+  def d_input_transform(self, state: GANState, key: jax.Array, *,
+                        noise: bool = True) -> DInputTransform:
+    """This step's transform of every D input (`DInputTransform`), drawing from `key`:
+    the augmentation of augment.policy (at each discriminator's p in the state, with
+    ADA), then Gaussian noise with this step's annealed std (none when
+    train.instance_noise is 0 or `noise` is False)."""
     t = self.config.train
     std = optim.instance_noise_std(state.step, t.instance_noise, t.instance_noise_steps)
+    p = ({name: s['p'] for name, s in state.aux['ada'].items()}
+         if self.adaptive_augment else {})
+    return DInputTransform(self.augment_fn, p, self.channels, key, std,
+                           noise and bool(t.instance_noise))
 
-    def noisy(x, draw: int):
-      if not t.instance_noise:
-        return x
-      noise = jax.random.normal(jax.random.fold_in(key, draw), x.shape, x.dtype)
-      return x + std * noise
+  def _sign_threshold(self) -> float:
+    c = self.config.loss
+    return augment.sign_threshold(c.gan_mode, c.real_label)
 
-    return noisy, std
+  def _ada_init(self) -> dict:
+    if not self.adaptive_augment:
+      return {}
+    zero = jnp.zeros((), jnp.int32)
+    return {'ada': {name: {'p': jnp.asarray(self.augment_config.p_init, jnp.float32),
+                           'signs': zero, 'count': zero}
+                    for name in self.DISCRIMINATORS}}
+
+  def count_real_signs(self, aux: dict, real_outputs: Mapping[str, Any]) -> dict:
+    """`aux` with each discriminator's sign(D(real)) sum and count of this step added
+    to its ADA statistics (`aux` itself without ADA). `real_outputs`: discriminator
+    -> its outputs on the step's reals, every element counted (the whole global
+    batch; a patch D's every patch)."""
+    if not self.adaptive_augment:
+      return aux
+    threshold = self._sign_threshold()
+    ada = {}
+    for name, s in aux['ada'].items():
+      signs, count = augment.sign_counts(real_outputs[name], threshold)
+      ada[name] = {'p': s['p'], 'signs': s['signs'] + signs, 'count': s['count'] + count}
+    return {**aux, 'ada': ada}
+
+  def ada_step(self, state: GANState, batch):
+    """ADA's adjustment of each discriminator's p (`augment.adjusted_p`; kept at
+    augment.p_init when augment.ada_target is 0) from the statistics gathered since
+    the last one, which then restart. Run every augment.ada_interval steps before
+    'main': the reference adjusts after every ada_interval-th batch, from that
+    interval's main D steps (its lazy R1 steps also report signs; ours do not count).
+    One p per discriminator: CycleGAN's and MUNIT's D_A and D_B judge different
+    data sets, which need not overfit alike (the reference has one D)."""
+    del batch
+    a = self.augment_config
+    ada = {}
+    for name, s in state.aux['ada'].items():
+      p = s['p']
+      if a.ada_target > 0:
+        p = augment.adjusted_p(p, s['signs'], s['count'], target=a.ada_target,
+                               batch_size=self.config.data.batch_size,
+                               interval=a.ada_interval, kimg=a.ada_kimg)
+      ada[name] = {'p': p, 'signs': jnp.zeros_like(s['signs']),
+                   'count': jnp.zeros_like(s['count'])}
+    return state.replace(aux={**state.aux, 'ada': ada}), {}
 
   # -- gradient penalties ------------------------------------------------------------
 
-  def penalty(self, nets: Nets, name: str, real, fake, key) -> jax.Array:
-    """The unweighted penalty of discriminator `name` (batch-stat updates dropped)."""
+  def penalty(self, nets: Nets, name: str, real, fake, key,
+              views=(_unchanged, _unchanged)) -> jax.Array:
+    """The unweighted penalty of discriminator `name` (batch-stat updates dropped) on
+    `real` and `fake` as D is shown them through `views` (`DInputTransform.views`).
+    R1 / R2: the gradient of D(view(x)) with respect to the image x before its view,
+    i.e. through the augmentation, as stylegan2-ada-pytorch's loss.py does (its R1
+    differentiates D(augment_pipe(real_img_tmp)) w.r.t. real_img_tmp, the
+    un-augmented reals). WGAN-GP: D's gradient at interpolates of the two views, the
+    points between the distributions D is trained on."""
     d_fn = lambda x: nets.without_stat_updates(name, x)
+    view_real, view_fake = views
     if self.penalty_kind == 'wgangp':
-      return losses.gradient_penalty(d_fn, real, fake, key)
-    return losses.squared_gradient_norm(d_fn, real if self.penalty_kind == 'r1' else fake)
+      return losses.gradient_penalty(d_fn, view_real(real), view_fake(fake), key)
+    if self.penalty_kind == 'r1':
+      return losses.squared_gradient_norm(lambda x: d_fn(view_real(x)), real)
+    return losses.squared_gradient_norm(lambda x: d_fn(view_fake(x)), fake)
 
   @property
   def penalty_weight(self) -> float:
@@ -379,16 +507,20 @@ class GANTask:
     lam = self.config.loss.lambda_gp
     return lam if self.penalty_kind == 'wgangp' else lam / 2
 
-  def discriminator_loss(self, nets, name: str, real, fake, gp_key):
-    """(loss on real + loss on fake, penalty or None) of discriminator `name`; a
-    penalty applied every step (loss.gp_every = 1) is already added, weighted."""
+  def discriminator_loss(self, nets, name: str, real, fake, gp_key, views):
+    """(loss on real + loss on fake, penalty or None, D's outputs on the reals) of
+    discriminator `name` shown `real` and `fake` through `views` (this step's
+    `DInputTransform.views`); a penalty applied every step (loss.gp_every = 1) is
+    already added, weighted."""
     c = self.config.loss
-    loss = losses.discriminator_loss(c.gan_mode, nets(name, real), nets(name, fake),
+    view_real, view_fake = views
+    real_out = nets(name, view_real(real))
+    loss = losses.discriminator_loss(c.gan_mode, real_out, nets(name, view_fake(fake)),
                                      real_label=c.real_label)
     if self.penalty_kind == 'none' or self.lazy_penalty:
-      return loss, None
-    gp = self.penalty(nets, name, real, fake, gp_key)
-    return loss + self.penalty_weight * gp, gp
+      return loss, None, real_out
+    gp = self.penalty(nets, name, real, fake, gp_key, views)
+    return loss + self.penalty_weight * gp, gp, real_out
 
   def penalty_inputs(self, state: GANState, batch, key) -> dict:
     """{discriminator: (real input, fake input or None)} for a lazy penalty step; the
@@ -402,16 +534,20 @@ class GANTask:
   def penalty_step(self, state: GANState, batch):
     """The lazy penalty as its own gradient step of the discriminators' group: the
     penalty x its weight x loss.gp_every (the reference's lazy regularisation), on
-    inputs without instance noise; `state.step` is not advanced."""
+    inputs augmented as the main step's (fresh draws, the same p) but without instance
+    noise; `state.step` is not advanced."""
     key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), _PENALTY_STREAM)
     inputs = self.penalty_inputs(state, batch, key)
     group = self.group_of(tuple(inputs))
     scale = self.penalty_weight * self.config.loss.gp_every * self.D_LOSS_SCALE
+    to_d = self.d_input_transform(state, jax.random.fold_in(key, _AUGMENT_STREAM),
+                                  noise=False)
 
     def objective(group_params):
       nets = self.train_nets(state, group_params)
       terms = {f'reg_gp_{name}': self.penalty(nets, name, jax.lax.stop_gradient(real),
-                                              fake, jax.random.fold_in(key, i))
+                                              fake, jax.random.fold_in(key, i),
+                                              to_d.views(name, 2 * i, 2 * i + 1))
                for i, (name, (real, fake)) in enumerate(inputs.items())}
       return scale * sum(terms.values()), terms
 

@@ -67,8 +67,8 @@ class CycleGAN(GANTask):
     c = self.config.loss
     mode = c.gan_mode
     real_a, real_b = batch['a'], batch['b']
-    k_gen, k_disc, k_pool_a, k_pool_b, k_gp_a, k_gp_b, k_noise = self.step_keys(state, 7)
-    noisy, noise_std = self.instance_noise(state, k_noise)
+    k_gen, k_disc, k_pool_a, k_pool_b, k_gp_a, k_gp_b, k_d_input = self.step_keys(state, 7)
+    to_d = self.d_input_transform(state, k_d_input)
 
     def generator_objective(gen_params):
       nets = self.train_nets(state, gen_params, rng=k_gen)
@@ -77,8 +77,8 @@ class CycleGAN(GANTask):
       fake_a = nets('F', real_b)
       rec_b = nets('G', fake_a)
       terms = {
-          'G_A': losses.generator_loss(mode, nets('D_B', noisy(fake_b, 0))),
-          'G_B': losses.generator_loss(mode, nets('D_A', noisy(fake_a, 1))),
+          'G_A': losses.generator_loss(mode, nets('D_B', to_d('D_B', fake_b, 0))),
+          'G_B': losses.generator_loss(mode, nets('D_A', to_d('D_A', fake_a, 1))),
           'cycle_A': c.lambda_cycle * losses.l1(rec_a, real_a),
           'cycle_B': c.lambda_cycle * losses.l1(rec_b, real_b),
       }
@@ -101,25 +101,26 @@ class CycleGAN(GANTask):
 
     def discriminator_objective(disc_params):
       nets = self.train_nets(state, disc_params, stats, rng=k_disc)
-      terms = {}
+      terms, real_outs = {}, {}
       for i, (name, real, fake, k_gp) in enumerate((('D_A', real_a, shown_a, k_gp_a),
                                                     ('D_B', real_b, shown_b, k_gp_b))):
-        loss, gp = self.discriminator_loss(nets, name, noisy(real, 2 + 2 * i),
-                                           noisy(fake, 3 + 2 * i), k_gp)
+        loss, gp, real_outs[name] = self.discriminator_loss(
+            nets, name, real, fake, k_gp, to_d.views(name, 2 + 2 * i, 3 + 2 * i))
         if gp is not None:
           terms['gp_' + name[-1]] = gp
         terms[name] = self.D_LOSS_SCALE * loss
       total = terms['D_A'] + terms['D_B']
-      return total, (terms, nets.stats)
+      return total, (terms, nets.stats, real_outs)
 
     disc = self.descend('disc', discriminator_objective, state)
-    d_terms, stats = disc.aux
+    d_terms, stats, real_outs = disc.aux
 
     metrics = {**{'loss_' + k: v for k, v in {**g_terms, **d_terms}.items()},
                'loss_G': gen.loss,
-               **self.step_metrics(state, (gen, disc), noise_std)}
+               **self.step_metrics(state, (gen, disc), to_d, real_outs)}
+    aux = self.count_real_signs(state.aux, real_outs)
     return self.commit(state, gen, disc, batch_stats=stats,
-                       aux={'pool_A': pool_a, 'pool_B': pool_b}), metrics
+                       aux={**aux, 'pool_A': pool_a, 'pool_B': pool_b}), metrics
 
   def penalty_inputs(self, state: GANState, batch, key):
     real_a, real_b = batch['a'], batch['b']

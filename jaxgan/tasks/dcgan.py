@@ -55,8 +55,8 @@ class DCGAN(GANTask):
   def train_step(self, state: GANState, batch):
     c = self.config.loss
     real = batch['a']
-    k_z, k_gp, k_noise = self.step_keys(state, 3)
-    noisy, noise_std = self.instance_noise(state, k_noise)
+    k_z, k_gp, k_d_input = self.step_keys(state, 3)
+    to_d = self.d_input_transform(state, k_d_input)
     z = jax.random.normal(k_z, (real.shape[0], self.latent_dim))
 
     def forward(gen_params):
@@ -68,16 +68,16 @@ class DCGAN(GANTask):
 
     def discriminator_objective(disc_params):
       nets = self.train_nets(state, disc_params, stats)
-      loss, gp = self.discriminator_loss(nets, 'D', noisy(real, 0),
-                                         noisy(jax.lax.stop_gradient(fake), 1), k_gp)
-      return loss, ({} if gp is None else {'gp': gp}, nets.stats)
+      loss, gp, real_out = self.discriminator_loss(
+          nets, 'D', real, jax.lax.stop_gradient(fake), k_gp, to_d.views('D', 0, 1))
+      return loss, ({} if gp is None else {'gp': gp}, nets.stats, {'D': real_out})
 
     disc = self.descend('disc', discriminator_objective, state)
-    d_terms, stats = disc.aux
+    d_terms, stats, real_outs = disc.aux
 
     def generator_objective(fake):
       nets = self.train_nets(state, disc.params, stats)
-      return losses.generator_loss(c.gan_mode, nets('D', noisy(fake, 2))), nets.stats
+      return losses.generator_loss(c.gan_mode, nets('D', to_d('D', fake, 2))), nets.stats
 
     (loss_g, stats), grad_fake = jax.value_and_grad(
         generator_objective, has_aux=True)(fake)
@@ -86,8 +86,9 @@ class DCGAN(GANTask):
 
     metrics = {'loss_G': loss_g, 'loss_D': disc.loss,
                **{'loss_' + k: v for k, v in d_terms.items()},
-               **self.step_metrics(state, (gen, disc), noise_std)}
-    return self.commit(state, gen, disc, batch_stats=stats), metrics
+               **self.step_metrics(state, (gen, disc), to_d, real_outs)}
+    return self.commit(state, gen, disc, batch_stats=stats,
+                       aux=self.count_real_signs(state.aux, real_outs)), metrics
 
   def penalty_inputs(self, state: GANState, batch, key):
     real, fake = batch['a'], None

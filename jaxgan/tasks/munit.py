@@ -105,18 +105,20 @@ class Munit(GANTask):
     return sum(losses.generator_loss(mode, out)
                for out in nets(name, fake, method='scales'))
 
-  def discriminator_loss(self, nets, name: str, real, fake, gp_key):
+  def discriminator_loss(self, nets, name: str, real, fake, gp_key, views):
     """GANTask's, with the multi-scale D's loss: each scale's loss (its mean over its
-    own map, as the reference's calc_dis_loss) summed over the scales; a penalty
-    differentiates D's __call__ (every scale's outputs, concatenated)."""
+    own map, as the reference's calc_dis_loss) summed over the scales (the outputs on
+    the reals: the list of every scale's); a penalty differentiates D's __call__
+    (every scale's outputs, concatenated)."""
     c = self.config.loss
+    view_real, view_fake = views
+    real_out = nets(name, view_real(real), method='scales')
     loss = sum(losses.discriminator_loss(c.gan_mode, r, f, real_label=c.real_label)
-               for r, f in zip(nets(name, real, method='scales'),
-                               nets(name, fake, method='scales')))
+               for r, f in zip(real_out, nets(name, view_fake(fake), method='scales')))
     if self.penalty_kind == 'none' or self.lazy_penalty:
-      return loss, None
-    gp = self.penalty(nets, name, real, fake, gp_key)
-    return loss + self.penalty_weight * gp, gp
+      return loss, None, real_out
+    gp = self.penalty(nets, name, real, fake, gp_key, views)
+    return loss + self.penalty_weight * gp, gp, real_out
 
   # -- the step --------------------------------------------------------------------
 
@@ -124,8 +126,8 @@ class Munit(GANTask):
     c = self.config.loss
     x_a, x_b = batch['a'], batch['b']
     n = x_a.shape[0]
-    k_d_a, k_d_b, k_g_a, k_g_b, k_gp_a, k_gp_b, k_noise = self.step_keys(state, 7)
-    noisy, noise_std = self.instance_noise(state, k_noise)
+    k_d_a, k_d_b, k_g_a, k_g_b, k_gp_a, k_gp_b, k_d_input = self.step_keys(state, 7)
+    to_d = self.d_input_transform(state, k_d_input)
 
     # dis_update: fakes from the generators as they are, with their own random styles.
     nets = self.train_nets(state)
@@ -138,17 +140,18 @@ class Munit(GANTask):
 
     def discriminator_objective(disc_params):
       nets = self.train_nets(state, disc_params)
-      terms = {}
+      terms, real_outs = {}, {}
       for i, (name, real, fake, k_gp) in enumerate((('D_A', x_a, fake_a, k_gp_a),
                                                     ('D_B', x_b, fake_b, k_gp_b))):
-        loss, gp = self.discriminator_loss(nets, name, noisy(real, 2 * i),
-                                           noisy(fake, 2 * i + 1), k_gp)
+        loss, gp, real_outs[name] = self.discriminator_loss(
+            nets, name, real, fake, k_gp, to_d.views(name, 2 * i, 2 * i + 1))
         if gp is not None:
           terms['gp_' + name[-1]] = gp
         terms[name] = c.gan_w * loss
-      return terms['D_A'] + terms['D_B'], terms
+      return terms['D_A'] + terms['D_B'], (terms, real_outs)
 
     disc = self.descend('disc', discriminator_objective, state)
+    d_terms, real_outs = disc.aux
 
     # gen_update, judged by the discriminators just updated.
     s_a, s_b = self.random_styles(k_g_a, n), self.random_styles(k_g_b, n)
@@ -164,8 +167,8 @@ class Munit(GANTask):
       c_b_recon, s_a_recon = self._encode(nets, 'G_A', x_ba)
       c_a_recon, s_b_recon = self._encode(nets, 'G_B', x_ab)
       terms = {
-          'adv_A': c.gan_w * self._adversarial(nets, 'D_A', noisy(x_ba, 4)),
-          'adv_B': c.gan_w * self._adversarial(nets, 'D_B', noisy(x_ab, 5)),
+          'adv_A': c.gan_w * self._adversarial(nets, 'D_A', to_d('D_A', x_ba, 4)),
+          'adv_B': c.gan_w * self._adversarial(nets, 'D_B', to_d('D_B', x_ab, 5)),
           'recon_x_A': c.recon_x_w * losses.l1(x_a_recon, x_a),
           'recon_x_B': c.recon_x_w * losses.l1(x_b_recon, x_b),
           'recon_s_A': c.recon_s_w * losses.l1(s_a_recon, s_a),
@@ -184,10 +187,11 @@ class Munit(GANTask):
 
     gen = self.descend('gen', generator_objective, state)
 
-    metrics = {**{'loss_' + k: v for k, v in {**gen.aux, **disc.aux}.items()},
+    metrics = {**{'loss_' + k: v for k, v in {**gen.aux, **d_terms}.items()},
                'loss_G': gen.loss, 'loss_D': disc.loss,
-               **self.step_metrics(state, (gen, disc), noise_std)}
-    return self.commit(state, gen, disc), metrics
+               **self.step_metrics(state, (gen, disc), to_d, real_outs)}
+    return self.commit(state, gen, disc,
+                       aux=self.count_real_signs(state.aux, real_outs)), metrics
 
   def penalty_inputs(self, state: GANState, batch, key):
     x_a, x_b = batch['a'], batch['b']

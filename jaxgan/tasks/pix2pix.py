@@ -66,8 +66,8 @@ class Pix2Pix(GANTask):
   def train_step(self, state: GANState, batch):
     c = self.config.loss
     real_a, real_b = self._pair(batch)
-    k_gen, k_disc, k_adv, k_gp, k_noise = self.step_keys(state, 5)
-    noisy, noise_std = self.instance_noise(state, k_noise)
+    k_gen, k_disc, k_adv, k_gp, k_d_input = self.step_keys(state, 5)
+    to_d = self.d_input_transform(state, k_d_input)
 
     def forward(gen_params):
       nets = self.train_nets(state, gen_params, rng=k_gen)
@@ -78,20 +78,20 @@ class Pix2Pix(GANTask):
 
     def discriminator_objective(disc_params):
       nets = self.train_nets(state, disc_params, stats, rng=k_disc)
-      loss, gp = self.discriminator_loss(
-          nets, 'D', noisy(pair(real_a, real_b), 0),
-          noisy(pair(real_a, jax.lax.stop_gradient(fake_b)), 1), k_gp)
+      loss, gp, real_out = self.discriminator_loss(
+          nets, 'D', pair(real_a, real_b), pair(real_a, jax.lax.stop_gradient(fake_b)),
+          k_gp, to_d.views('D', 0, 1))
       terms = {'D': self.D_LOSS_SCALE * loss, **({} if gp is None else {'gp': gp})}
-      return terms['D'], (terms, nets.stats)
+      return terms['D'], (terms, nets.stats, {'D': real_out})
 
     disc = self.descend('disc', discriminator_objective, state)
-    d_terms, stats = disc.aux
+    d_terms, stats, real_outs = disc.aux
 
     def generator_objective(fake_b):
       nets = self.train_nets(state, disc.params, stats, rng=k_adv)
       terms = {
           'G_GAN': losses.generator_loss(c.gan_mode,
-                                         nets('D', noisy(pair(real_a, fake_b), 2))),
+                                         nets('D', to_d('D', pair(real_a, fake_b), 2))),
           'G_L1': c.lambda_l1 * losses.l1(fake_b, real_b),
       }
       return terms['G_GAN'] + terms['G_L1'], (terms, nets.stats)
@@ -103,8 +103,9 @@ class Pix2Pix(GANTask):
 
     metrics = {**{'loss_' + k: v for k, v in {**g_terms, **d_terms}.items()},
                'loss_G': loss_g,
-               **self.step_metrics(state, (gen, disc), noise_std)}
-    return self.commit(state, gen, disc, batch_stats=stats), metrics
+               **self.step_metrics(state, (gen, disc), to_d, real_outs)}
+    return self.commit(state, gen, disc, batch_stats=stats,
+                       aux=self.count_real_signs(state.aux, real_outs)), metrics
 
   def penalty_inputs(self, state: GANState, batch, key):
     real_a, real_b = self._pair(batch)

@@ -176,14 +176,14 @@ class StyleGAN(GANTask):
     mode = self.config.loss.gan_mode
     real = batch['a']
     n = real.shape[0]
-    k_zg, k_mg, k_ng, k_zd, k_md, k_nd, k_gp, k_noise = self.step_keys(state, 8)
-    noisy, noise_std = self.instance_noise(state, k_noise)
+    k_zg, k_mg, k_ng, k_zd, k_md, k_nd, k_gp, k_d_input = self.step_keys(state, 8)
+    to_d = self.d_input_transform(state, k_d_input)
 
     def generator_objective(gen_params):
       nets = self.train_nets(state, gen_params, rng=k_ng, streams=('noise',))
       ws, _ = self._mixed_styles(nets, jax.random.normal(k_zg, (n, self.z_dim)), k_mg)
       fake = self._synthesize(nets, ws, state.aux)
-      return losses.generator_loss(mode, nets('D', noisy(fake, 0))), None
+      return losses.generator_loss(mode, nets('D', to_d('D', fake, 0))), None
 
     gen = self.descend('gen', generator_objective, state)
 
@@ -198,14 +198,17 @@ class StyleGAN(GANTask):
 
     def discriminator_objective(disc_params):
       nets = self.train_nets(state, disc_params)
-      loss, gp = self.discriminator_loss(nets, 'D', noisy(real, 1), noisy(fake, 2), k_gp)
-      return loss, {} if gp is None else {'loss_gp': gp}
+      loss, gp, real_out = self.discriminator_loss(nets, 'D', real, fake, k_gp,
+                                                   to_d.views('D', 1, 2))
+      return loss, ({} if gp is None else {'loss_gp': gp}, {'D': real_out})
 
     disc = self.descend('disc', discriminator_objective, state)
+    d_terms, real_outs = disc.aux
 
-    metrics = {'loss_G': gen.loss, 'loss_D': disc.loss, **disc.aux,
-               **self.step_metrics(state, (gen, disc), noise_std)}
-    return self.commit(state, gen, disc, aux={**state.aux, 'w_avg': w_avg}), metrics
+    metrics = {'loss_G': gen.loss, 'loss_D': disc.loss, **d_terms,
+               **self.step_metrics(state, (gen, disc), to_d, real_outs)}
+    aux = self.count_real_signs(state.aux, real_outs)
+    return self.commit(state, gen, disc, aux={**aux, 'w_avg': w_avg}), metrics
 
   def penalty_inputs(self, state: GANState, batch, key):
     real, fake = batch['a'], None
