@@ -39,16 +39,20 @@ def test_overrides_and_other_experiments(capsys):
   assert out.returncode == 1 and "unknown config key 'model.ngff'" in out.stderr
 
 
-@pytest.mark.parametrize('size,channels,g,d', [
-    (32, 3, 19_947_539, 21_507_073),
-    (64, 3, 22_243_608, 23_407_361),
-    (32, 1, 19_943_435, 21_506_049),
+@pytest.mark.parametrize('size,channels,synthesis,g,d', [
+    (32, 3, 'modulated', 19_947_539, 21_507_073),
+    (64, 3, 'modulated', 22_243_608, 23_407_361),
+    (32, 1, 'modulated', 19_943_435, 21_506_049),
+    # NVlabs stylegan's G_synthesis (structure 'fixed', fmap_base 8192: 20,735,491
+    # trainable, counted in TF1-compat) + our 2-layer mapping (525,312).
+    (32, 3, 'adain', 21_260_803, 21_507_073),
 ])
-def test_stylegan_counts_equal_the_reference(size, channels, g, d, capsys):
+def test_stylegan_counts_equal_the_reference(size, channels, synthesis, g, d, capsys):
   # stylegan2-ada-pytorch's `auto` preset (channel_base 16384, channel_max 512,
   # z = w = 512, map 2), trainable parameters only.
   out = run_in_process(capsys, 'jaxgan.params', '--experiment', 'stylegan',
                        f'--config.data.image_size={size}', f'--config.data.load_size={size}',
-                       f'--config.data.channels={channels}')
+                       f'--config.data.channels={channels}',
+                       f'--config.model.synthesis={synthesis}')
   assert out.returncode == 0, out.stderr
   assert _rows(out.stdout) == {'G': g, 'D': d, 'total': g + d}

@@ -1,7 +1,9 @@
-"""Tests for jaxgan.models.stylegan: StyleGAN2(-ADA) G and D, and the AdaIN variant.
+"""Tests for jaxgan.models.stylegan: StyleGAN2(-ADA) G and D, and the AdaIN (StyleGAN1)
+generator.
 
 Parameter counts are pinned to NVlabs stylegan2-ada-pytorch's networks (channel_base
-16384, channel_max 512, z = w = 512, 2 mapping layers, c_dim 0); the big networks are
+16384, channel_max 512, z = w = 512, 2 mapping layers, c_dim 0), the AdaIN G's to
+NVlabs stylegan's G_synthesis layer list written out by hand; the big networks are
 only shape-evaluated. Numerics are checked against direct numpy implementations of
 the reference's definitions (upfirdn2d, its generic conv2d_resample route,
 (de)modulation, the minibatch-stddev grouping) and hand-derived facts; anything
@@ -47,26 +49,30 @@ def _apply(module, variables, x, **kwargs):
 
 
 def _adain_g_count(res, img_channels, c=512, w=512, map_layers=2):
-  """By hand, every resolution at c channels (true for R <= 32 at base 16384):
-  mapping fc: w*w + w each; an AdaIN layer c -> c: 9*c*c conv + c bias + 1 noise
-  strength + (w*2c + 2c) affine; toRGB: (w*c + c) affine + c*C kernel + C bias;
-  4x4: const 16*c, one layer and a toRGB; each higher resolution two layers and a
-  toRGB."""
+  """By hand from StyleGAN1's G_synthesis (structure 'fixed'), every resolution at
+  c channels (true for R <= 32 at base 16384): mapping fc: w*w + w each; every layer
+  epilogue: c noise weights + c bias + StyleMod (w*2c + 2c); 4x4/Const: 16*c; every
+  other layer (4x4/Conv, then Conv0_up and Conv1 per resolution) a 9*c*c conv;
+  ToRGB_lod0: c*C + C."""
   mapping = map_layers * (w * w + w)
-  layer = 9 * c * c + c + 1 + (w * 2 * c + 2 * c)
-  torgb = (w * c + c) + c * img_channels + img_channels
-  blocks = int(math.log2(res)) - 2
-  return mapping + 16 * c + layer + torgb + blocks * (2 * layer + torgb)
+  epilogue = c + c + (w * 2 * c + 2 * c)
+  layers = 2 * (int(math.log2(res)) - 1)
+  return (mapping + layers * epilogue + 16 * c + (layers - 1) * 9 * c * c
+          + c * img_channels + img_channels)
 
 
 # The reference's counts (trainable parameters of Generator / Discriminator from
-# training/networks.py, channel_base 16384, c_dim 0).
-@pytest.mark.parametrize('res,channels,g_expected,d_expected', [
-    (32, 3, 19_947_539, 21_507_073),
-    (64, 3, 22_243_608, 23_407_361),
-    (32, 1, 19_943_435, 21_506_049),
+# training/networks.py, channel_base 16384, c_dim 0); the AdaIN G's: the trainable
+# variables of NVlabs stylegan's G_synthesis (structure 'fixed', fmap_base 8192,
+# fmap_max 512, dlatent 512; 20,735,491 / 23,030,531 / 20,734,465, run in TF1-compat,
+# 2026-12-04) plus our 2-layer mapping (2 * (512 * 512 + 512) = 525,312).
+@pytest.mark.parametrize('res,channels,g_expected,d_expected,adain_expected', [
+    (32, 3, 19_947_539, 21_507_073, 21_260_803),
+    (64, 3, 22_243_608, 23_407_361, 23_555_843),
+    (32, 1, 19_943_435, 21_506_049, 21_259_777),
 ])
-def test_param_counts_match_reference(res, channels, g_expected, d_expected):
+def test_param_counts_match_reference(res, channels, g_expected, d_expected,
+                                      adain_expected):
   g = models.make('stylegan_generator', img_resolution=res, img_channels=channels)
   d = models.make('stylegan_discriminator', img_resolution=res,
                   img_channels=channels)
@@ -79,8 +85,7 @@ def test_param_counts_match_reference(res, channels, g_expected, d_expected):
                       img_channels=channels, synthesis='adain')
   a_vars = jax.eval_shape(lambda: adain.init(_key(0), jnp.zeros((2, 512))))
   a_count = models.count_params(a_vars['params'])
-  print(f'{res}x{res}x{channels}: G {g_expected:,} D {d_expected:,} '
-        f'adain G {a_count:,}')
+  assert a_count == adain_expected
   if res == 32:  # all resolutions at 512 channels: the hand formula applies
     assert a_count == _adain_g_count(res, channels)
 
@@ -462,6 +467,221 @@ def test_discriminator_shapes(res, architecture):
   assert logits.shape == (4,) and logits.dtype == jnp.float32
 
 
+# --- AdaIN synthesis (StyleGAN1's G_synthesis, structure 'fixed') -------------------
+
+# The stylegan:demo shape: 32x32x1, channel_base 512, channel_max 64, z = w = 64.
+DEMO_ADAIN = dict(img_resolution=32, img_channels=1, z_dim=64, w_dim=64,
+                  channel_base=512, channel_max=64, synthesis='adain')
+
+
+def test_adain_param_count_from_stylegan1_layer_list():
+  """The demo's AdaIN G counted from G_synthesis' layer list: channels
+  min(512 // R, 64) = 64, 64, 32, 16 at R = 4, 8, 16, 32; each layer epilogue has C
+  noise weights, C biases and a StyleMod dense w (64) -> 2C with 2C biases."""
+  epilogue = lambda c: c + c + (64 * 2 * c + 2 * c)
+  expected = (2 * (64 * 64 + 64)                  # mapping fc0, fc1
+              + 4 * 4 * 64 + epilogue(64)         # 4x4/Const
+              + 3 * 3 * 64 * 64 + epilogue(64)    # 4x4/Conv
+              + 3 * 3 * 64 * 64 + epilogue(64)    # 8x8/Conv0_up
+              + 3 * 3 * 64 * 64 + epilogue(64)    # 8x8/Conv1
+              + 3 * 3 * 64 * 32 + epilogue(32)    # 16x16/Conv0_up
+              + 3 * 3 * 32 * 32 + epilogue(32)    # 16x16/Conv1
+              + 3 * 3 * 32 * 16 + epilogue(16)    # 32x32/Conv0_up
+              + 3 * 3 * 16 * 16 + epilogue(16)    # 32x32/Conv1
+              + 16 * 1 + 1)                       # ToRGB_lod0 (1x1, bias)
+  g = models.make('stylegan_generator', **DEMO_ADAIN)
+  shapes = jax.eval_shape(g.init, _key(0), jnp.zeros((1, 64)))['params']
+  assert models.count_params(shapes) == expected == 200_977
+  syn = shapes['synthesis']
+  assert {b: set(layers) for b, layers in syn.items()} == {
+      'b4': {'const', 'conv'}, 'b8': {'conv0_up', 'conv1'},
+      'b16': {'conv0_up', 'conv1'}, 'b32': {'conv0_up', 'conv1'},
+      'torgb': {'kernel', 'bias'}}
+  assert syn['b4']['const']['const'].shape == (4, 4, 64)
+  assert syn['b16']['conv0_up']['noise_strength'].shape == (32,)  # per channel
+  assert syn['b32']['conv1']['affine']['kernel'].shape == (64, 32)
+  assert syn['torgb']['kernel'].shape == (1, 1, 16, 1)
+
+
+def test_num_ws_per_synthesis():
+  for res in (4, 8, 32):
+    log2 = int(math.log2(res))
+    # StyleGAN1: two styled layer epilogues per resolution; its toRGB has no style.
+    assert stylegan.num_ws_for(res, 'adain') == 2 * (log2 - 1)
+    # StyleGAN2: 1 conv at 4x4, 2 per higher resolution, and the last toRGB.
+    assert stylegan.num_ws_for(res, 'modulated') == 1 + 2 * (log2 - 2) + 1
+    for synthesis in stylegan.SYNTHESES:
+      g = models.make('stylegan_generator', img_resolution=res, synthesis=synthesis,
+                      **TINY_G)
+      assert g.num_ws == stylegan.num_ws_for(res, synthesis)
+    g = models.make('stylegan_generator', img_resolution=res, synthesis='adain',
+                    **TINY_G)
+    shapes = jax.eval_shape(g.init, _key(0), jnp.zeros((1, 8)))['params']
+    paths = [jax.tree_util.keystr(p)
+             for p, _ in jax.tree_util.tree_leaves_with_path(shapes)]
+    styled = [p for p in paths if 'affine' in p and 'kernel' in p]
+    assert len(styled) == g.num_ws  # one w per styled layer
+
+
+def test_adain_demo_forward_is_finite_and_reads_every_style():
+  """Random weights (biases too; init and noise are checked below) at the demo's
+  shape: finite images, and a gradient from every one of the ws."""
+  g = models.make('stylegan_generator', **DEMO_ADAIN)
+  shapes = jax.eval_shape(g.init, _key(0), jnp.zeros((1, 64)))
+  leaves, tree = jax.tree_util.tree_flatten(shapes)
+  variables = jax.tree_util.tree_unflatten(
+      tree, [_rand(leaf.shape, seed=i) for i, leaf in enumerate(leaves)])
+  ws = jnp.asarray(_rand((2, g.num_ws, 64), seed=100))  # a different w per layer
+  y = jnp.asarray(_rand((2, 32, 32, 1), seed=101))
+
+  @jax.jit
+  def run(variables, ws):  # one compilation: the images and their pull-back to ws
+    images, pull_back = jax.vjp(lambda ws: g.apply(
+        variables, ws, method='synthesize', noise_mode='none'), ws)
+    return images, pull_back(y)[0]
+
+  images, grads = run(variables, ws)
+  assert images.shape == (2, 32, 32, 1) and images.dtype == jnp.float32
+  assert np.isfinite(images).all() and np.asarray(images).std() > 0
+  per_style = np.abs(np.asarray(grads)).sum(axis=(0, 2))  # [num_ws]
+  assert per_style.shape == (8,) and (per_style > 0).all(), per_style
+
+
+def test_blur2d_by_hand():
+  # [1, 2, 1] outer itself / 16, zero padding: on a 3x3 of ones a corner sees
+  # 4 + 2 + 2 + 1 = 9 sixteenths, an edge 4 + 3*2 + 2*1 = 12, the centre all 16.
+  x = np.ones((1, 3, 3, 2), np.float32)
+  x[..., 1] = 2.0
+  want = np.array([[9, 12, 9], [12, 16, 12], [9, 12, 9]], np.float32) / 16
+  got = np.asarray(jax.jit(stylegan.blur2d)(jnp.asarray(x)))
+  np.testing.assert_allclose(got[0, :, :, 0], want, rtol=1e-6)
+  np.testing.assert_allclose(got[0, :, :, 1], 2 * want, rtol=1e-6)
+  # A delta spreads into the filter itself.
+  x = np.zeros((1, 5, 5, 1), np.float32)
+  x[0, 2, 2, 0] = 16.0
+  got = np.asarray(stylegan.blur2d(jnp.asarray(x)))[0, :, :, 0]
+  np.testing.assert_allclose(got[1:4, 1:4], [[1, 2, 1], [2, 4, 2], [1, 2, 1]],
+                             rtol=1e-6)
+  assert not got[0].any() and not got[:, 0].any()
+
+
+def _np_blur(x):
+  f = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  h, w = x.shape[1:3]
+  return sum(f[a, b] * xp[:, a:a + h, b:b + w] for a in range(3) for b in range(3))
+
+
+def _np_layer_epilogue(x, noise, strength, bias, w, affine_kernel, affine_bias):
+  """G_synthesis' layer_epilogue from its formulas: apply_noise (per-channel weight),
+  apply_bias, leaky_relu 0.2 (its act: no gain, the sqrt(2) is in get_weight),
+  instance_norm (eps 1e-8), style_mod (dense gain 1 with use_wscale: weight /
+  sqrt(fan_in); style [N, 2, C]: scales then biases)."""
+  x = x + noise[None, :, :, None] * strength
+  x = x + bias
+  x = np.maximum(x, 0.2 * x)
+  x = x - x.mean(axis=(1, 2), keepdims=True)
+  x = x / np.sqrt(np.square(x).mean(axis=(1, 2), keepdims=True) + 1e-8)
+  style = w @ (affine_kernel / np.sqrt(w.shape[1])) + affine_bias
+  c = x.shape[-1]
+  return x * (style[:, None, None, :c] + 1) + style[:, None, None, c:]
+
+
+@pytest.mark.parametrize('op', ['conv', 'up'])
+def test_adain_layer_against_numpy(op):
+  """One AdaIN layer: its op (a 3x3 conv with get_weight's runtime scale
+  sqrt(2) / sqrt(9 * in); for 'up' first x2 nearest upscaling, after it the
+  [1, 2, 1] blur), then the layer epilogue, all in numpy."""
+  in_ch, c, w_dim, res = 2, 3, 5, 4 if op == 'conv' else 8
+  x = _rand((2, 4, 4, in_ch))
+  w = _rand((2, w_dim), seed=1)
+  params = {'kernel': _rand((3, 3, in_ch, c), seed=2),
+            'noise_strength': _rand((c,), seed=3), 'bias': _rand((c,), seed=4),
+            'affine': {'kernel': _rand((w_dim, 2 * c), seed=5),
+                       'bias': _rand((2 * c,), seed=6) * 0.3}}
+  noise = _rand((res, res), seed=7)
+  layer = stylegan.AdaINLayer(c, res, op)
+  got = jax.jit(functools.partial(layer.apply, noise_mode='const'))(
+      {'params': params}, jnp.asarray(x), jnp.asarray(w),
+      buffers={'noise_const': jnp.asarray(noise)})
+  h = x.astype(np.float64)
+  if op == 'up':
+    h = h.repeat(2, axis=1).repeat(2, axis=2)
+  h = np.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  h = _np_conv(h, params['kernel'] * math.sqrt(2) / math.sqrt(9 * in_ch))
+  if op == 'up':
+    h = _np_blur(h)
+  want = _np_layer_epilogue(h, noise, params['noise_strength'], params['bias'], w,
+                            params['affine']['kernel'], params['affine']['bias'])
+  assert got.shape == (2, res, res, c)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_upscale_conv_is_the_references_transposed_conv():
+  """From 128x128 outputs StyleGAN1 fuses upscale and conv: the 3x3 weight padded to
+  4x4 and its four shifts summed, then conv2d_transpose with stride 2 and 'SAME'
+  padding: input pixel i adds k[a] x[i] to output 2i - 1 + a (per axis)."""
+  x = _rand((1, 3, 4, 2))
+  weight = _rand((3, 3, 2, 3), seed=1)
+  wp = np.pad(weight, ((1, 1), (1, 1), (0, 0), (0, 0)))
+  k = wp[1:, 1:] + wp[:-1, 1:] + wp[1:, :-1] + wp[:-1, :-1]
+  want = np.zeros((1, 6, 8, 3))
+  for i in range(3):
+    for j in range(4):
+      for a in range(4):
+        for b in range(4):
+          oi, oj = 2 * i - 1 + a, 2 * j - 1 + b
+          if 0 <= oi < 6 and 0 <= oj < 8:
+            want[0, oi, oj] += x[0, i, j] @ k[a, b]
+  got = stylegan.upscale2d_conv2d(jnp.asarray(x), jnp.asarray(weight), fused=True)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert stylegan.FUSED_UPSCALE_MIN_RES == 128  # the reference's 'auto' threshold
+
+
+def test_adain_init_noise_modes_and_buffers():
+  """At init the 4x4 constant is ones and the per-channel noise strengths 0. With
+  the strengths set to ones: 'const' is one fixed draw per layer, laid out as
+  `default_buffers(R, 'adain')`; 'random' noise is drawn and used."""
+  layout = jax.eval_shape(lambda: stylegan.default_buffers(8, 'adain'))
+  assert jax.tree.map(lambda a: a.shape, layout) == {
+      'b4': {'const': {'noise_const': (4, 4)}, 'conv': {'noise_const': (4, 4)}},
+      'b8': {'conv0_up': {'noise_const': (8, 8)}, 'conv1': {'noise_const': (8, 8)}}}
+  g = models.make('stylegan_generator', img_resolution=4, img_channels=1,
+                  synthesis='adain', **TINY_G)
+  z = jnp.asarray(_rand((2, 8)))
+  strengths = lambda params: [
+      leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+      if 'noise_strength' in jax.tree_util.keystr(path)]
+
+  @jax.jit
+  def run(key):  # one compilation for init and every mode
+    init = g.init(key, z)['params']
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, v: jnp.ones_like(v) if 'noise_strength' in jax.tree_util.keystr(p)
+        else v, init)
+    out = lambda mode, **kw: g.apply({'params': params}, z, noise_mode=mode,
+                                     rngs={'noise': key}, **kw)
+    bufs = stylegan.default_buffers(4, 'adain')
+    changed = {'b4': {'const': bufs['b4']['const'],
+                      'conv': {'noise_const': -bufs['b4']['conv']['noise_const']}}}
+    return init, {'const': out('const'), 'const_bufs': out('const', buffers=bufs),
+                  'const_changed': out('const', buffers=changed),
+                  'random': out('random'), 'none': out('none')}
+
+  init, a = run(_key(1))
+  syn = init['synthesis']
+  np.testing.assert_array_equal(syn['b4']['const']['const'], np.ones((4, 4, 16)))
+  assert [s.shape for s in strengths(syn)] == [(16,), (16,)]
+  assert not any(np.asarray(s).any() for s in strengths(syn))
+  a = {k: np.asarray(v) for k, v in a.items()}
+  # The defaults given as buffers: the same draws, and so the same whatever the key.
+  np.testing.assert_allclose(a['const'], a['const_bufs'], rtol=1e-6, atol=1e-6)
+  assert not np.allclose(a['const'], a['const_changed'])
+  assert not np.allclose(a['const'], a['none'])
+  assert not np.allclose(a['random'], a['none'])
+  assert not np.allclose(a['random'], a['const'])
+
+
 # --- minibatch stddev ---------------------------------------------------------------
 
 
@@ -503,6 +723,8 @@ def test_minibatch_stddev():
     ('stylegan_generator', {'img_resolution': 8, 'img_channels': 2}, 'img_channels=2'),
     ('stylegan_generator', {'img_resolution': 8, 'synthesis': 'style'},
      "synthesis='style'"),
+    ('stylegan_generator', {'img_resolution': 8, 'synthesis': 'adain',
+                            'conv_clamp': 1.0}, 'conv_clamp=1.0'),
     ('stylegan_discriminator', {'img_resolution': 24}, 'img_resolution=24'),
     ('stylegan_discriminator', {'img_resolution': 8, 'img_channels': 4},
      'img_channels=4'),

@@ -1,11 +1,13 @@
-"""StyleGAN configs: StyleGAN2 (modulated convolution) or StyleGAN1-style AdaIN
-synthesis, with the defaults of NVlabs' stylegan2-ada-pytorch `auto` preset.
+"""StyleGAN configs: StyleGAN2 (modulated convolution) or StyleGAN1 (AdaIN, NVlabs
+stylegan's synthesis network without progressive growing) synthesis, with the
+defaults of NVlabs' stylegan2-ada-pytorch `auto` preset (for both).
 
 Any one-domain source works (mnist:PATH, tfds:NAME, folder:PATH with trainA/, the A
 halves of aligned:PATH); images are resized to `data.image_size`, a power of two:
   python -m jaxgan.main --experiment stylegan --workdir runs/sg \
       --config.data.source=mnist:../shared/datasets/mnist --config.data.image_size=32
-AdaIN synthesis instead of modulated convolution: --config.model.synthesis=adain.
+AdaIN synthesis instead of modulated convolution: --config.model.synthesis=adain
+(StyleGAN1's synthesis network; the mapping, D and objective stay these).
 CPU demo on the MNIST IDX files in ../shared/datasets/mnist (small channels, 32x32,
 about 20 minutes on 2 CPU cores):
   python -m jaxgan.main --experiment stylegan:demo --workdir runs/stylegan_demo

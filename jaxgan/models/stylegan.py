@@ -4,12 +4,14 @@ Owns the FIR resampling op (`upfirdn2d`, `upsample2d`, `downsample2d`), the
 reference's convolution with resampling (`conv2d_resample`), the equalized-learning
 -rate layers (`FullyConnectedLayer`, `Conv2dLayer`), weight (de)modulation
 (`modulate_weights`, `modulated_conv2d`), the minibatch-stddev feature, and the two
-networks: `StyleGANGenerator` (mapping + 'skip' synthesis, either StyleGAN2's
-modulated convolutions or StyleGAN1-style AdaIN) and `StyleGANDiscriminator`
-('resnet' or 'orig').
+networks: `StyleGANGenerator` (mapping, then StyleGAN2's 'skip' synthesis with
+modulated convolutions, or StyleGAN1's AdaIN synthesis: NVlabs stylegan's
+`G_synthesis`, without progressive growing) and `StyleGANDiscriminator` ('resnet'
+or 'orig').
 
-Parameter for parameter the reference's `training/networks.py` with c_dim = 0 (no
-label embedding, no cmap), so the counts are the reference's. Layouts follow Flax:
+Parameter for parameter (G with synthesis='modulated'; 'adain' is StyleGAN1's)
+the reference's `training/networks.py` with c_dim = 0 (no label embedding, no
+cmap), so the counts are the reference's. Layouts follow Flax:
 dense kernels are [in, out] (the reference's weight transposed), conv kernels HWIO
 (the reference's OIHW transposed), the 4x4 constant [4, 4, C]. With weights loaded
 that way every op here computes what the reference's does (including which convs
@@ -44,6 +46,10 @@ Array = jax.Array
 Dtype = Any
 
 RESAMPLE_FILTER = (1, 3, 3, 1)
+# StyleGAN1 (synthesis='adain'): the blur after each upsampling conv, and the output
+# resolution from which its upscale2d_conv2d is fused (fused_scale='auto').
+BLUR_FILTER = (1, 2, 1)
+FUSED_UPSCALE_MIN_RES = 128
 LRELU_SLOPE = 0.2
 # The reference's `bias_act` def_gain per activation: lrelu's output is scaled by
 # sqrt(2) so that unit-variance inputs stay unit-variance.
@@ -472,11 +478,22 @@ def normalize_2nd_moment(x: Array, axis: int = -1, eps: float = 1e-8) -> Array:
 # Generator.
 
 
-def num_ws_for(img_resolution: int) -> int:
-  """Styles the 'skip' synthesis consumes: every conv layer (1 at 4x4, 2 at each
-  higher resolution) plus the last toRGB (each other toRGB shares the next
-  block's first w), the reference's count: 2 * log2(R) - 2."""
-  return 2 * (int(img_resolution).bit_length() - 1) - 2
+def num_ws_for(img_resolution: int, synthesis: str = 'modulated') -> int:
+  """Styles (ws) the synthesis consumes, one per styled layer.
+
+  'modulated' (stylegan2-ada-pytorch's skip synthesis): every conv layer (1 at 4x4,
+  2 at each higher resolution) plus the last toRGB (each other toRGB shares the next
+  block's first w). 'adain' (StyleGAN1's `G_synthesis`): two layer epilogues at
+  every resolution from 4x4 on (the constant's and the conv's, then the upsampling
+  conv's and the second conv's); its one toRGB takes no style. Both come to
+  2 * log2(R) - 2, but index i is not the same layer: the last w of 'modulated'
+  feeds only the toRGB, the last of 'adain' the final resolution's second conv.
+  """
+  _check_choice('synthesis', synthesis, SYNTHESES)
+  resolutions = int(img_resolution).bit_length() - 2  # 4x4 ... R
+  if synthesis == 'adain':
+    return 2 * resolutions
+  return 1 + 2 * (resolutions - 1) + 1
 
 
 def _is_int(value) -> bool:
@@ -539,16 +556,38 @@ def _const_noise(resolution: int, index: int) -> Array:
   return jax.random.normal(key, (1, resolution, resolution, 1), jnp.float32)
 
 
-def default_buffers(img_resolution: int) -> dict:
-  """The synthesis network's buffers as used when none are given, in the reference's
-  layout: {'b4': {'conv1': {'noise_const': [4, 4]}}, 'b8': {'resample_filter': [4, 4]
-  (the image's upsampling), 'conv0': {'noise_const': [8, 8], 'resample_filter': [4, 4]
-  (the upsampling conv's)}, 'conv1': {'noise_const': [8, 8]}}, ...}: the fixed
-  'const' noise (layer conv0 at resolution R draws from index 2R, conv1 from 2R + 1)
-  and the [1, 3, 3, 1] filter."""
+def _adain_layers(resolution: int) -> tuple[tuple[str, str, int], ...]:
+  """(name, op, layer index) of StyleGAN1's two layers at `resolution`: the 4x4
+  'const' and 'conv', then 'conv0_up' and 'conv1' at each higher resolution (the
+  reference's 4x4/Const, 4x4/Conv, RxR/Conv0_up, RxR/Conv1). The layer index is the
+  reference's layer_idx: the w the layer reads and its noise%d."""
+  first = 2 * (int(resolution).bit_length() - 3)
+  ops = (('const', 'const'), ('conv', 'conv')) if resolution == 4 else (
+      ('conv0_up', 'up'), ('conv1', 'conv'))
+  return tuple((name, op, first + i) for i, (name, op) in enumerate(ops))
+
+
+def default_buffers(img_resolution: int, synthesis: str = 'modulated') -> dict:
+  """The synthesis network's buffers as used when none are given.
+
+  'modulated', in stylegan2-ada-pytorch's layout: {'b4': {'conv1': {'noise_const':
+  [4, 4]}}, 'b8': {'resample_filter': [4, 4] (the image's upsampling), 'conv0':
+  {'noise_const': [8, 8], 'resample_filter': [4, 4] (the upsampling conv's)},
+  'conv1': {'noise_const': [8, 8]}}, ...}: the fixed 'const' noise (layer conv0 at
+  resolution R draws from index 2R, conv1 from 2R + 1) and the [1, 3, 3, 1] filter.
+  'adain': only the 'const' noise, one per layer as StyleGAN1's noise%d variables:
+  {'b4': {'const': {'noise_const': [4, 4]}, 'conv': ...}, 'b8': {'conv0_up': ...,
+  'conv1': ...}, ...}, layer i drawing from index i (its blur filter is fixed).
+  """
+  _check_choice('synthesis', synthesis, SYNTHESES)
+  resolutions = [2 ** i for i in range(2, int(img_resolution).bit_length())]
+  if synthesis == 'adain':
+    return {f'b{res}': {name: {'noise_const': _const_noise(res, index)[0, :, :, 0]}
+                        for name, _, index in _adain_layers(res)}
+            for res in resolutions}
   out = {}
   f = jnp.asarray(setup_filter())
-  for res in [2 ** i for i in range(2, int(img_resolution).bit_length())]:
+  for res in resolutions:
     layers = {'conv1': 2 * res + 1} if res == 4 else {'conv0': 2 * res, 'conv1': 2 * res + 1}
     block = {name: {'noise_const': _const_noise(res, index)[0, :, :, 0]}
              for name, index in layers.items()}
@@ -560,10 +599,14 @@ def default_buffers(img_resolution: int) -> dict:
 
 
 def _noise(module: nn.Module, x: Array, resolution: int, noise_mode: str,
-           const_index: int, noise_const=None) -> Array | None:
-  """The layer's noise [N or 1, R, R, 1] times its learned strength (init 0);
-  `noise_const` [R, R], if given, is the 'const' noise."""
-  strength = module.param('noise_strength', nn.initializers.zeros, (), jnp.float32)
+           const_index: int, noise_const=None,
+           channels: int | None = None) -> Array | None:
+  """The layer's noise [N or 1, R, R, 1] times its learned 'noise_strength' (init 0):
+  one scalar (StyleGAN2), or one per channel [channels] (StyleGAN1's apply_noise),
+  giving [N or 1, R, R, channels]; `noise_const` [R, R], if given, is the 'const'
+  noise."""
+  strength = module.param('noise_strength', nn.initializers.zeros,
+                          () if channels is None else (channels,), jnp.float32)
   if noise_mode == 'random':
     if not (module.has_rng('noise') or module.has_rng('params')):
       raise JaxganError("noise_mode='random' needs apply(..., rngs={'noise': key})")
@@ -612,6 +655,7 @@ class SynthesisLayer(nn.Module):
 
 
 def _instance_norm(x: Array) -> Array:
+  """StyleGAN1's instance_norm: per sample and channel, over H and W, in float32."""
   x32 = x.astype(jnp.float32)
   x32 = x32 - x32.mean(axis=(1, 2), keepdims=True)
   x32 = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=(1, 2), keepdims=True)
@@ -619,40 +663,96 @@ def _instance_norm(x: Array) -> Array:
   return x32.astype(x.dtype)
 
 
+def blur2d(x: Array, f=BLUR_FILTER) -> Array:
+  """StyleGAN1's blur2d on NHWC: a depthwise correlation with 'SAME' (zero)
+  padding and the normalised outer product of `f` (default [1, 2, 1]: [[1, 2, 1],
+  [2, 4, 2], [1, 2, 1]] / 16), in float32 as the reference's."""
+  k = setup_filter(f)
+  p = (k.shape[1] - 1) // 2, k.shape[1] // 2, (k.shape[0] - 1) // 2, k.shape[0] // 2
+  return upfirdn2d(x.astype(jnp.float32), k, padding=p,
+                   flip_filter=True).astype(x.dtype)
+
+
+def upscale2d_conv2d(x: Array, weight: Array, fused: bool) -> Array:
+  """StyleGAN1's upscale2d_conv2d with a 3x3 HWIO weight: x2 nearest-neighbour
+  upscaling, then the conv with padding 1.
+
+  Not fused: a correlation (the reference's conv2d(upscale2d(x))). Fused: the
+  reference's conv2d_transpose (stride 2, 'SAME') with the 4x4 kernel made of the
+  weight's four shifted copies summed, which is nearest upscaling followed by a
+  true convolution (the weight flipped): computed that way, the same linear map.
+  """
+  x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+  return conv2d_resample(x, weight, padding=1, flip_weight=not fused)
+
+
 class AdaINLayer(nn.Module):
-  """StyleGAN1's layer on the same skeleton: equalized 3x3 conv (x2 upsampling as
-  `Conv2dLayer`), noise, bias, lrelu, instance norm, then x * (y_s + 1) + y_b with
-  [y_s, y_b] = affine(w) (2 * C outputs, bias 0). Params: 'affine', 'kernel',
-  'noise_strength', 'bias'."""
+  """One layer of StyleGAN1's synthesis (NVlabs stylegan `G_synthesis`): its op,
+  then `layer_epilogue`.
+
+  op 'const': the learned 'const' [R, R, C] initialised to ones (the 4x4/Const
+  layer; `x` is not read). 'conv': a 3x3 conv with padding 1. 'up': x2 upscaling and
+  a 3x3 conv (`upscale2d_conv2d`, fused from 128x128 outputs on: the reference's
+  fused_scale='auto'), then `blur2d` with [1, 2, 1]. Conv weights are get_weight's
+  with use_wscale and gain sqrt(2): 'kernel' HWIO ~ N(0, 1), used times
+  sqrt(2 / (9 * in)).
+
+  The epilogue: noise [N or 1, R, R, 1] times the per-channel 'noise_strength' [C]
+  (init 0), 'bias' [C] (init 0), leaky ReLU 0.2 without a gain (the sqrt(2) is in
+  the conv's weight scale), instance norm, then style_mod: x * (y_s + 1) + y_b with
+  [y_s, y_b] = 'affine'(w), a dense layer of w to 2C (gain 1, use_wscale, bias init
+  0; scales first, as the reference's reshape to [N, 2, C]).
+  """
   features: int
   resolution: int
-  up: int = 1
-  const_index: int = 0
-  conv_clamp: float | None = None
+  op: str = 'conv'
+  const_index: int = 0  # which seeded 'const' noise (the reference's layer_idx)
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: Array, w: Array, noise_mode: str, fused: bool,
-               gain: float = 1.0, buffers=None) -> Array:
-    del fused  # one shared weight: nothing to fuse
+  def __call__(self, x: Array | None, w: Array, noise_mode: str,
+               buffers=None) -> Array:
     buffers = buffers or {}
-    in_ch = x.shape[-1]
-    weight = self.param('kernel', nn.initializers.normal(1.0),
-                        (3, 3, in_ch, self.features), jnp.float32)
-    weight = weight * (1 / math.sqrt(in_ch * 9))
-    f = buffers.get('resample_filter')
-    f = (setup_filter() if f is None else f) if self.up > 1 else None
-    x = conv2d_resample(x.astype(self.dtype), weight.astype(self.dtype), f,
-                        up=self.up, padding=1, flip_weight=self.up == 1)
-    noise = _noise(self, x, self.resolution, noise_mode, self.const_index,
-                   buffers.get('noise_const'))
+    c, res = self.features, self.resolution
+    if self.op == 'const':
+      const = self.param('const', nn.initializers.ones, (res, res, c), jnp.float32)
+      x = jnp.broadcast_to(const.astype(self.dtype)[None], (w.shape[0],) + const.shape)
+    else:
+      in_ch = x.shape[-1]
+      weight = self.param('kernel', nn.initializers.normal(1.0), (3, 3, in_ch, c),
+                          jnp.float32)
+      weight = (weight * math.sqrt(2 / (in_ch * 9))).astype(self.dtype)
+      x = x.astype(self.dtype)
+      if self.op == 'up':
+        x = blur2d(upscale2d_conv2d(x, weight, fused=res >= FUSED_UPSCALE_MIN_RES))
+      else:
+        x = conv2d_resample(x, weight, padding=1)
+    noise = _noise(self, x, res, noise_mode, self.const_index,
+                   buffers.get('noise_const'), channels=c)
     if noise is not None:
       x = x + noise.astype(self.dtype)
-    b = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
-    x = _instance_norm(bias_act(x, b, 'lrelu', gain, _clamp(self.conv_clamp, gain)))
-    style = FullyConnectedLayer(2 * self.features, name='affine')(w)
-    ys, yb = jnp.split(style.astype(self.dtype), 2, axis=-1)
-    return x * (ys[:, None, None, :] + 1) + yb[:, None, None, :]
+    b = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    x = nn.leaky_relu(x + b.astype(self.dtype), LRELU_SLOPE)
+    x = _instance_norm(x)
+    style = FullyConnectedLayer(2 * c, name='affine')(w).astype(self.dtype)
+    ys, yb = style[:, None, None, :c], style[:, None, None, c:]
+    return x * (ys + 1) + yb
+
+
+class AdaINSynthesisBlock(nn.Module):
+  """One resolution of StyleGAN1's fixed-structure synthesis: its two `AdaINLayer`s
+  (`_adain_layers`), reading ws [N, 2, w_dim] in order."""
+  channels: int
+  resolution: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, ws, noise_mode: str, buffers=None):
+    buffers = buffers or {}
+    for i, (name, op, index) in enumerate(_adain_layers(self.resolution)):
+      x = AdaINLayer(self.channels, self.resolution, op, index, self.dtype,
+                     name=name)(x, ws[:, i], noise_mode, buffers.get(name))
+    return x
 
 
 class ToRGBLayer(nn.Module):
@@ -676,19 +776,18 @@ class ToRGBLayer(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-  """One resolution of the 'skip' synthesis: the 4x4 'const' and 'conv1', or
-  'conv0' (x2 up) and 'conv1'; then 'torgb' added to the FIR-upsampled image."""
+  """One resolution of StyleGAN2's 'skip' synthesis (synthesis='modulated'): the
+  4x4 'const' and 'conv1', or 'conv0' (x2 up) and 'conv1'; then 'torgb' added to
+  the FIR-upsampled image."""
   in_channels: int  # 0 = the first (4x4) block
   out_channels: int
   resolution: int
   img_channels: int
-  synthesis: str = 'modulated'
   dtype: Dtype = jnp.float32
   conv_clamp: float | None = None
 
   @nn.compact
   def __call__(self, x, img, ws, noise_mode: str, fused: bool, buffers=None):
-    layer = SynthesisLayer if self.synthesis == 'modulated' else AdaINLayer
     res, clamp = self.resolution, self.conv_clamp
     buffers = buffers or {}
     if self.in_channels == 0:
@@ -696,17 +795,17 @@ class SynthesisBlock(nn.Module):
                          (res, res, self.out_channels), jnp.float32)
       x = jnp.broadcast_to(const.astype(self.dtype)[None],
                            (ws.shape[0],) + const.shape)
-      x = layer(self.out_channels, res, const_index=2 * res + 1, conv_clamp=clamp,
-                dtype=self.dtype, name='conv1')(
-                    x, ws[:, 0], noise_mode, fused, buffers=buffers.get('conv1'))
+      x = SynthesisLayer(self.out_channels, res, const_index=2 * res + 1,
+                         conv_clamp=clamp, dtype=self.dtype, name='conv1')(
+          x, ws[:, 0], noise_mode, fused, buffers=buffers.get('conv1'))
       w_torgb = ws[:, 1]
     else:
-      x = layer(self.out_channels, res, up=2, const_index=2 * res, conv_clamp=clamp,
-                dtype=self.dtype, name='conv0')(
-                    x, ws[:, 0], noise_mode, fused, buffers=buffers.get('conv0'))
-      x = layer(self.out_channels, res, const_index=2 * res + 1, conv_clamp=clamp,
-                dtype=self.dtype, name='conv1')(
-                    x, ws[:, 1], noise_mode, fused, buffers=buffers.get('conv1'))
+      x = SynthesisLayer(self.out_channels, res, up=2, const_index=2 * res,
+                         conv_clamp=clamp, dtype=self.dtype, name='conv0')(
+          x, ws[:, 0], noise_mode, fused, buffers=buffers.get('conv0'))
+      x = SynthesisLayer(self.out_channels, res, const_index=2 * res + 1,
+                         conv_clamp=clamp, dtype=self.dtype, name='conv1')(
+          x, ws[:, 1], noise_mode, fused, buffers=buffers.get('conv1'))
       w_torgb = ws[:, 2]
     if img is not None:
       img = upsample2d(img, buffers.get('resample_filter'))
@@ -717,7 +816,13 @@ class SynthesisBlock(nn.Module):
 
 
 class SynthesisNetwork(nn.Module):
-  """ws [N, num_ws, w_dim] -> float32 images [N, R, R, C]; blocks 'b4', 'b8', ..."""
+  """ws [N, num_ws, w_dim] -> float32 images [N, R, R, C]; blocks 'b4', 'b8', ...
+
+  'modulated': StyleGAN2's skip synthesis (`SynthesisBlock`, a 'torgb' in every
+  block). 'adain': StyleGAN1's fixed-structure synthesis (`AdaINSynthesisBlock`s,
+  block 'bR' reading ws 2 log2(R) - 4 and - 3), then one 'torgb' at the end: a 1x1
+  equalized conv (gain 1, `Conv2dLayer`) plus bias, no style, in float32.
+  """
   img_resolution: int
   img_channels: int
   channel_base: int = 16384
@@ -730,9 +835,19 @@ class SynthesisNetwork(nn.Module):
   def __call__(self, ws: Array, noise_mode: str, fused: bool,
                buffers=None) -> Array:
     log2 = int(self.img_resolution).bit_length() - 1
+    buffers = buffers or {}
+    resolutions = [2 ** i for i in range(2, log2 + 1)]
+    if self.synthesis == 'adain':
+      x = None
+      for i, res in enumerate(resolutions):
+        x = AdaINSynthesisBlock(_channels(res, self.channel_base, self.channel_max),
+                                res, self.dtype, name=f'b{res}')(
+                                    x, ws[:, 2 * i:2 * i + 2], noise_mode,
+                                    buffers.get(f'b{res}'))
+      return Conv2dLayer(self.img_channels, 1, name='torgb')(x.astype(jnp.float32))
     x = img = None
     w_idx = 0
-    for res in [2 ** i for i in range(2, log2 + 1)]:
+    for res in resolutions:
       in_ch = (_channels(res // 2, self.channel_base, self.channel_max)
                if res > 4 else 0)
       out_ch = _channels(res, self.channel_base, self.channel_max)
@@ -740,22 +855,22 @@ class SynthesisNetwork(nn.Module):
       # Each block reads its convs' ws and the next one for its toRGB, which is
       # also the next block's first conv's w (the reference's ws.narrow).
       block_ws = ws[:, w_idx:w_idx + num_conv + 1]
-      x, img = SynthesisBlock(in_ch, out_ch, res, self.img_channels,
-                              self.synthesis, self.dtype, self.conv_clamp,
-                              name=f'b{res}')(
+      x, img = SynthesisBlock(in_ch, out_ch, res, self.img_channels, self.dtype,
+                              self.conv_clamp, name=f'b{res}')(
                                   x, img, block_ws, noise_mode, fused,
-                                  (buffers or {}).get(f'b{res}'))
+                                  buffers.get(f'b{res}'))
       w_idx += num_conv
     return img
 
 
 class StyleGANGenerator(nn.Module):
-  """StyleGAN2 (synthesis='modulated') or AdaIN StyleGAN (synthesis='adain') G.
+  """StyleGAN2 (synthesis='modulated') or StyleGAN1 (synthesis='adain') G.
 
   `apply(variables, z [N, z_dim], train=..., rngs={'noise': key})` -> float32
   images [N, R, R, C], raw (no tanh, as the reference; real images are scaled to
   [-1, 1] and G learns that range). `method='mapping'` gives ws [N, num_ws, w_dim]
-  and `method='synthesize'` images from ws, for style mixing by the caller.
+  (`num_ws`: ask the generator, `num_ws_for` says what each index styles) and
+  `method='synthesize'` images from ws, for style mixing by the caller.
   Truncation: w_avg + psi * (w - w_avg) for the first `truncation_cutoff` ws (all
   if None), `w_avg` [w_dim] being the caller's running average of the mapping's
   output; a Python psi of 1 skips truncation and never reads w_avg (an array psi
@@ -765,6 +880,52 @@ class StyleGANGenerator(nn.Module):
   agree to rounding. Params: 'mapping' {'fc0', ...}, 'synthesis' {'b4', 'b8', ...}.
   `buffers` (laid out as `default_buffers`) replaces the seeded 'const' noise and
   the [1, 3, 3, 1] filters; `conv_clamp` clamps the synthesis convs' outputs.
+
+  With synthesis='adain', `train` picks nothing, 'synthesis' also holds the one
+  'torgb', `buffers` (laid out as `default_buffers(R, 'adain')`) holds only the
+  'const' noise, and `conv_clamp` is refused (StyleGAN1 has no clamp). The
+  synthesis is then NVlabs stylegan's (TF1) `G_synthesis` with structure='fixed',
+  layer for layer (`AdaINLayer`, `AdaINSynthesisBlock`; b4/const, b4/conv,
+  bR/conv0_up, bR/conv1 and torgb for its 4x4/Const, 4x4/Conv, RxR/Conv0_up,
+  RxR/Conv1 and ToRGB_lod0), its variables laid out as ours (conv weights HWIO =
+  its [k, k, in, out], dense [in, out], style scales before biases) except the
+  constant ([4, 4, C], its [1, C, 4, 4]). Where it still differs, and what that
+  changes:
+  - No progressive growing: no lod input, no lerp between resolutions, and only the
+    final resolution's toRGB (its 'recursive'/'linear' structures also build
+    ToRGB_lod1.. and hold their weights; at lod 0 they do not affect the image). So
+    training runs at full resolution from step 0, and our parameter count is the
+    reference's fixed structure's.
+  - Channels min(channel_base // R, channel_max) at resolution R, its
+    nf(log2 R - 1) = min(fmap_base * 2 / R, fmap_max) with channel_base =
+    2 * fmap_base: the default 16384 / 512 are its 8192 / 512 (the same widths);
+    the small demo widths are ours.
+  - The mapping is the task's (shared with 'modulated', stylegan2-ada-pytorch's):
+    `map_layers` from the config (2 by default, StyleGAN1's 8), every layer w_dim
+    wide (its mapping_fmaps, 512 = its dlatent_size by default), lr multiplier
+    0.01, z normalised by its second moment (its pixel_norm). The running average
+    of w, truncation (psi, cutoff; its G_style defaults 0.7 and 8 are not ours)
+    and style mixing are the task's.
+  - Equalized learning rate: weights stored N(0, 1) and used times
+    gain / sqrt(fan_in) as get_weight(use_wscale=True, lrmul=1), the convs'
+    sqrt(2) applied to the weight and lrelu used without a gain, as its
+    layer_epilogue: no difference (a gain after the lrelu would only meet the
+    instance norm's epsilon).
+  - Noise: 'random' draws N(0, 1) [N, R, R, 1] per call (its randomize_noise);
+    'const' uses a fixed draw per layer from a fixed key (NOISE_CONST_SEED, layer
+    index), where it reads its stored noise%d variables, so 'const' images differ
+    from a TF1 snapshot's unless its noise is given as `buffers`; 'none' leaves the
+    noise out but keeps the (then unused) strengths, where use_noise=False has
+    none.
+  - dtype: its activations are all in `dtype` except instance norm and blur
+    (float32). Here the convs, noise, bias, lrelu and style_mod run in `dtype`,
+    instance norm and blur in float32, and the mapping, the style dense layers and
+    the toRGB in float32, so images are float32 whatever `dtype` (its are
+    `dtype`). The same numbers in float32.
+  - The fused upscale conv (from 128x128 on) is nearest upscaling then a true
+    convolution, the same linear map as its conv2d_transpose of the summed 4x4
+    kernel; its custom gradients of blur and upscale are the exact adjoints, as
+    autodiff's.
   """
   img_resolution: int
   img_channels: int = 3
@@ -783,15 +944,15 @@ class StyleGANGenerator(nn.Module):
     _check_choice('synthesis', self.synthesis, SYNTHESES)
     for what in ('z_dim', 'w_dim', 'channel_base', 'channel_max', 'map_layers'):
       _check_positive(what, getattr(self, what))
+    if self.synthesis == 'adain' and self.conv_clamp is not None:
+      raise JaxganError(f'StyleGAN conv_clamp={self.conv_clamp!r} is '
+                        "stylegan2-ada-pytorch's: synthesis='adain' (StyleGAN1) has "
+                        'no clamp; use conv_clamp 0 (off)')
     super().__post_init__()
-
-  @staticmethod
-  def num_ws_for(img_resolution: int) -> int:
-    return num_ws_for(img_resolution)
 
   @property
   def num_ws(self) -> int:
-    return num_ws_for(self.img_resolution)
+    return num_ws_for(self.img_resolution, self.synthesis)
 
   def setup(self):
     self.mapping_net = MappingNetwork(self.w_dim, self.num_ws, self.map_layers,

@@ -1,6 +1,11 @@
 """StyleGAN (Karras et al. 2019, 2020): a mapping network turns z into a style w, and
 the synthesis network draws an image under per-layer styles, by modulated
-convolution (model.synthesis=modulated, StyleGAN2) or AdaIN (adain, StyleGAN1).
+convolution (model.synthesis=modulated, StyleGAN2) or AdaIN (adain: StyleGAN1's
+synthesis network without progressive growing, `models.stylegan.StyleGANGenerator`
+says where it differs). Everything else (mapping, w_avg, truncation, style mixing,
+D, objective, optimizer) is the same for both: with adain only the synthesis is
+StyleGAN1's, not its training (progressive growing, R1 with gamma 10 every step,
+no path-length term).
 
 Networks: G (mapping + synthesis, `jaxgan.models.stylegan`), D (residual, with a
 minibatch-stddev layer). The objective is stylegan2-ada-pytorch's:
@@ -19,10 +24,12 @@ minibatch-stddev layer). The objective is stylegan2-ada-pytorch's:
 Both lazy groups get the reference's optimizer correction (see `jaxgan.optim`). The
 generator's EMA (ema.*) is what samples, grids, FID and `jaxgan.sample` use.
 
-model.conv_clamp (the reference's conv_clamp; 0: off) and model.buffers ('default' |
-'stored': the synthesis buffers kept in the state as aux['buffers'], an imported
-snapshot's noise_const and resample_filter, `models.stylegan.default_buffers`' layout)
-are set by `jaxgan.convert` from a stylegan2-ada-pytorch snapshot.
+model.conv_clamp (the reference's conv_clamp; 0: off; modulated only) and
+model.buffers ('default' | 'stored': the synthesis buffers kept in the state as
+aux['buffers'], an imported snapshot's noise_const and resample_filter,
+`models.stylegan.default_buffers`' layout for the synthesis; adain has only the
+per-layer const noise) are set by `jaxgan.convert` from a stylegan2-ada-pytorch
+snapshot.
 """
 
 import math
@@ -134,7 +141,8 @@ class StyleGAN(GANTask):
   def inference_aux(self) -> dict:
     aux = {'w_avg': jnp.zeros((self.config.model.w_dim,), jnp.float32)}
     if self.buffers == 'stored':  # initialised to the defaults
-      aux['buffers'] = stylegan_models.default_buffers(self.config.data.image_size)
+      aux['buffers'] = stylegan_models.default_buffers(self.config.data.image_size,
+                                                       self.config.model.synthesis)
     return aux
 
   def init_state(self, rng: jax.Array) -> GANState:
