@@ -9,8 +9,11 @@ two digit shapes, DCGAN's covers all ten) is read off a small CNN's predicted cl
 trains it on the 60k training digits (Flax + Optax, CPU; pin it with `taskset -c 1`),
 prints the training time and the accuracy on the 10k test digits, and writes the
 weights as an .npz of plain arrays plus a JSON string 'meta' (test accuracy, input
-size, date, seed, epochs) to PATH, by default beside the FID feature cache:
-`$JAXGAN_CACHE/mnist_classifier.npz`, else `~/.cache/jaxgan/mnist_classifier.npz`.
+size, date, seed, epochs, training time) to PATH, by default beside the FID feature
+cache: `$JAXGAN_CACHE/mnist_classifier.npz`, else `~/.cache/jaxgan/mnist_classifier.npz`.
+The default 4 epochs (seed 0) give 99.16% test accuracy in 202 CPU-seconds of
+training (2026-12-04, one core of the 2-core dev VM, shared: 495 s wall; ~60 s per
+epoch when the core is free). A classifier under 98% is not written.
 
 The classifier sees what the GANs generate: [N, 32, 32, 1] in [-1, 1]. The digits are
 brought to that form by the input pipeline's own evaluation path (`eval_batches`:
@@ -21,12 +24,12 @@ shows the GAN: its random crop of a 32x32 image to 32x32 is the identity.
 The measures, for images [N, 32, 32, 1] in [-1, 1], taken as the uint8 pixels they
 are saved and evaluated as (`diversity`):
   entropy     of the predicted-class histogram, in nats: ln 10 = 2.303 for ten equal
-              classes, 0 for one; real test digits give ~2.30
+              classes, 0 for one; MNIST's 10k test digits give 2.301
   classes     how many classes hold more than 5% of the samples (`MIN_SHARE`)
   pixel_std   the std over the sample axis of each pixel (images mapped to [0, 1]),
-              averaged over the pixels: 0 when every sample is the same image. The
-              always-black border pixels count too, so it is well below MNIST's global
-              pixel std (0.31)
+              averaged over the pixels: 0 when every sample is the same image;
+              0.185 for the 10k test digits. The always-black border pixels count
+              too, so it is well below MNIST's global pixel std (0.31)
 and `hop_share(before, after)`: the share of one fixed z set whose predicted class
 changes between two checkpoints (mode hopping). `experiments/mode_coverage.py` prints
 them per checkpoint of a run; `experiments/fid_at_budget.py` adds them to its table.

@@ -13,8 +13,9 @@ gives per checkpoint: the entropy of the class histogram (nats; ln 10 = 2.303 at
 most), the classes holding more than 5% of the samples, the across-sample pixel std,
 and the share of z whose class changed since the previous checkpoint listed (mode
 hopping). A last row scores the first `--num` real test digits the same way, as the
-reference. Without --workdir only that row is printed. `--json PATH` writes the rows
-(with each row's class counts) as JSON too.
+reference (all 10k: entropy 2.301, 10 classes, pixel std 0.185; the first 1000:
+2.294, 10, 0.177). Without --workdir only that row is printed. `--json PATH` writes
+the rows (with each row's class counts) as JSON too.
 """
 
 import argparse
