@@ -94,44 +94,66 @@ def _float(x) -> Array:
 
 
 # ---------------------------------------------------------------------------------
-# Homogeneous matrices, one per image: [N, k, k] from entries that are scalars or [N].
+# Homogeneous matrices, one per image: [N, k, k].
 
 
-def _matrix(n: int, rows) -> Array:
-  return jnp.stack([jnp.stack([jnp.broadcast_to(_float(e), (n,)) for e in row], -1)
-                    for row in rows], -2)
+def _unit(k: int, *entries) -> np.ndarray:
+  """[k, k] float32 with ones at the (row, column) `entries`."""
+  m = np.zeros((k, k), np.float32)
+  for i, j in entries:
+    m[i, j] = 1
+  return m
+
+
+def _matrix(n: int, const: np.ndarray, *terms) -> Array:
+  """const + sum of coeff * basis over the (coeff: scalar or [N], basis [k, k]) terms,
+  as [N, k, k]: the reference's matrices, entry for entry (the basis entries are 0 or
+  1, so each entry is the reference's expression exactly), in a few ops each."""
+  m = jnp.broadcast_to(_float(const), (n,) + const.shape)
+  for coeff, basis in terms:
+    m = m + jnp.reshape(_float(coeff), (-1, 1, 1)) * _float(basis)
+  return m
+
+
+_I3, _I4 = np.eye(3, dtype=np.float32), np.eye(4, dtype=np.float32)
 
 
 def _translate2d(n, tx, ty):
-  return _matrix(n, [[1, 0, tx], [0, 1, ty], [0, 0, 1]])
+  return _matrix(n, _I3, (tx, _unit(3, (0, 2))), (ty, _unit(3, (1, 2))))
 
 
 def _scale2d(n, sx, sy):
-  return _matrix(n, [[sx, 0, 0], [0, sy, 0], [0, 0, 1]])
+  return _matrix(n, _unit(3, (2, 2)), (sx, _unit(3, (0, 0))), (sy, _unit(3, (1, 1))))
 
 
 def _rotate2d(n, theta):
-  return _matrix(n, [[jnp.cos(theta), jnp.sin(-theta), 0],
-                     [jnp.sin(theta), jnp.cos(theta), 0], [0, 0, 1]])
+  return _matrix(n, _unit(3, (2, 2)), (jnp.cos(theta), _unit(3, (0, 0), (1, 1))),
+                 (jnp.sin(-theta), _unit(3, (0, 1))), (jnp.sin(theta), _unit(3, (1, 0))))
+
+
+# The colour ops' luma axis v (homogeneous RGB1), v v^T and, for rotations about v,
+# the cross-product matrix [v]x, all in float32 as the reference's products are.
+_LUMA = (np.asarray([1, 1, 1, 0], np.float64) / np.sqrt(3)).astype(np.float32)
+_VV = np.outer(_LUMA, _LUMA)
+_VX, _VY, _VZ, _ = _LUMA
+_CROSS = np.asarray([[0, -_VZ, _VY, 0], [_VZ, 0, -_VX, 0], [-_VY, _VX, 0, 0],
+                     [0, 0, 0, 0]], np.float32)
+_RGB = _unit(4, (0, 0), (1, 1), (2, 2))
 
 
 def _translate3d(n, t):
-  return _matrix(n, [[1, 0, 0, t], [0, 1, 0, t], [0, 0, 1, t], [0, 0, 0, 1]])
+  return _matrix(n, _I4, (t, _unit(4, (0, 3), (1, 3), (2, 3))))
 
 
 def _scale3d(n, s):
-  return _matrix(n, [[s, 0, 0, 0], [0, s, 0, 0], [0, 0, s, 0], [0, 0, 0, 1]])
+  return _matrix(n, _unit(4, (3, 3)), (s, _RGB))
 
 
-def _rotate3d(n, v, theta):
-  """Rotation by theta about the unit axis v (3 floats)."""
-  vx, vy, vz = (float(e) for e in v)
-  s, c = jnp.sin(theta), jnp.cos(theta)
-  cc = 1 - c
-  return _matrix(n, [[vx * vx * cc + c, vx * vy * cc - vz * s, vx * vz * cc + vy * s, 0],
-                     [vy * vx * cc + vz * s, vy * vy * cc + c, vy * vz * cc - vx * s, 0],
-                     [vz * vx * cc - vy * s, vz * vy * cc + vx * s, vz * vz * cc + c, 0],
-                     [0, 0, 0, 1]])
+def _rotate3d_luma(n, theta):
+  """Rotation by theta about the luma axis (Rodrigues: v v^T (1 - cos) + I cos +
+  [v]x sin, the reference's entries)."""
+  c = jnp.cos(theta)
+  return _matrix(n, _unit(4, (3, 3)), (1 - c, _VV), (c, _RGB), (jnp.sin(theta), _CROSS))
 
 
 # ---------------------------------------------------------------------------------
@@ -252,18 +274,11 @@ def _geometric_matrix(d: _Draws, mult: Mapping[str, float], h: int, w: int):
   return g
 
 
-# Luma axis of the colour ops, homogeneous (RGB1).
-_LUMA = np.asarray([1, 1, 1, 0], np.float64) / np.sqrt(3)
-
-
 def _colour_matrix(d: _Draws, mult: Mapping[str, float], rgb: bool):
   """The composed colour transform C (colour_in -> colour_out) [N, 4, 4], or None if
   no colour op applies (hue and saturation need RGB)."""
   n, p = d.n, d.p
   c_mat = None
-  v = _float(_LUMA)
-  vv = jnp.outer(v, v)
-  eye = jnp.eye(4, dtype=jnp.float32)
 
   def then(m):
     nonlocal c_mat
@@ -282,17 +297,17 @@ def _colour_matrix(d: _Draws, mult: Mapping[str, float], rgb: bool):
   if mult['lumaflip'] > 0:
     u, gate = d('lumaflip', mult['lumaflip'] * p)
     i = d.pick(gate, jnp.floor(u * 2), 0.0, lambda q: jnp.floor(q * 2))
-    then(eye - 2 * vv * i[:, None, None])  # Householder reflection about the luma axis
+    then(_matrix(n, _I4, (i, -2 * _VV)))  # Householder reflection: I - 2 v v^T i
   if mult['hue'] > 0 and rgb:
     u, gate = d('hue', mult['hue'] * p)
     theta = d.pick(gate, (u * 2 - 1) * _float(np.pi * HUE_MAX), 0.0,
                    lambda q: (q * 2 - 1) * _float(np.pi * HUE_MAX))
-    then(_rotate3d(n, _LUMA[:3], theta))
+    then(_rotate3d_luma(n, theta))
   if mult['saturation'] > 0 and rgb:
     z, gate = d('saturation', mult['saturation'] * p, normal=True)
     s = d.pick(gate, jnp.exp2(z * SATURATION_STD), 1.0,
                lambda q: jnp.exp2(_erfinv_quantile(q, SATURATION_STD)))
-    then(vv + (eye - vv) * s[:, None, None])
+    then(_matrix(n, _VV, (s, _I4 - _VV)))  # v v^T + (I - v v^T) s
   return c_mat
 
 
@@ -422,13 +437,13 @@ def _resample(x: Array, g_inv: Array) -> Array:
 
   # The output pixel -> upsampled padded-image pixel map, as the reference composes it
   # (then normalised to [-1, 1] on both ends, the form affine_grid takes).
-  g = _translate2d(n, (mx0 - mx1) / 2, (my0 - my1) / 2) @ g_inv
-  g = _scale2d(n, 2, 2) @ g @ _scale2d(n, 1 / 2, 1 / 2)
-  g = _translate2d(n, -0.5, -0.5) @ g @ _translate2d(n, 0.5, 0.5)
+  g = _translate2d(1, (mx0 - mx1) / 2, (my0 - my1) / 2) @ g_inv
+  g = _scale2d(1, 2, 2) @ g @ _scale2d(1, 1 / 2, 1 / 2)
+  g = _translate2d(1, -0.5, -0.5) @ g @ _translate2d(1, 0.5, 0.5)
   w_out, h_out = (w + FILTER_PAD * 2) * 2, (h + FILTER_PAD * 2) * 2
   w_in, h_in = (w + mx0 + mx1) * 2, (h + my0 + my1) * 2
-  g = (_scale2d(n, 2 / w_in, 2 / h_in) @ g
-       @ _scale2d(n, 1 / (2 / w_out), 1 / (2 / h_out)))
+  g = (_scale2d(1, 2 / w_in, 2 / h_in) @ g
+       @ _scale2d(1, 1 / (2 / w_out), 1 / (2 / h_out)))
   # affine_grid: [x, y, 1] of each output pixel centre times theta^T, as a matmul
   # (as the reference's bmm; a dot also keeps XLA from recomputing the grid inside
   # every consumer loop).
