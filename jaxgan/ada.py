@@ -379,10 +379,10 @@ def _base_grid(size: int) -> np.ndarray:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _bilinear(shape: tuple[int, ...], u: Array, y0: Array, x0: Array,
-              weights: Array) -> Array:
-  """out[n, c, i, j] = sum_ab weights[n, i, j, a, b] u[n, c, y0 + a, x0 + b] for u
-  [N, C, H, W] (its `shape`, static), the 2x2 blocks' corners y0, x0 [N, Ho, Wo] (in range) and weights
-  [N, Ho, Wo, 2, 2] -> [N, C, Ho, Wo].
+              weights: tuple[Array, ...]) -> Array:
+  """out[n, c, i, j] = sum_ab w_ab[n, i, j] u[n, c, y0 + a, x0 + b] for u [N, C, H, W]
+  (its `shape`, static), the 2x2 blocks' corners y0, x0 [N, Ho, Wo] (in range) and
+  weights (w_00, w_01, w_10, w_11), each [N, Ho, Wo] -> [N, C, Ho, Wo].
 
   Forward as four element gathers, backward (w.r.t. u only: the rest is geometry) as
   one scatter-add of 2x2 blocks, written apart: autodiff would transpose the gathers
@@ -394,12 +394,14 @@ def _bilinear(shape: tuple[int, ...], u: Array, y0: Array, x0: Array,
   n, c, hu, wu = shape
   flat = u.reshape(n, c, hu * wu)
   out = 0
-  for a in range(2):
-    for b in range(2):
-      idx = ((y0 + a) * wu + x0 + b).reshape(n, 1, -1)
-      v = jnp.take_along_axis(flat, idx, axis=2, mode='promise_in_bounds')
-      out = out + v.reshape((n, c) + y0.shape[1:]) * weights[:, None, ..., a, b]
+  for (a, b), weight in zip(_TAPS, weights):
+    idx = ((y0 + a) * wu + x0 + b).reshape(n, 1, -1)
+    v = jnp.take_along_axis(flat, idx, axis=2, mode='promise_in_bounds')
+    out = out + v.reshape((n, c) + y0.shape[1:]) * weight[:, None]
   return out
+
+
+_TAPS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 def _bilinear_fwd(shape, u, y0, x0, weights):
@@ -411,7 +413,9 @@ def _bilinear_bwd(shape, res, ct):
   n, c, hu, wu = shape
   starts = jnp.stack([jnp.broadcast_to(jnp.arange(n)[:, None, None], y0.shape), y0,
                       x0], -1)
-  updates = jnp.moveaxis(ct, 1, 3)[..., None, None] * weights[:, :, :, None]
+  ct = jnp.moveaxis(ct, 1, 3)  # [N, Ho, Wo, C]
+  updates = jnp.stack([ct * w[..., None] for w in weights], -1)
+  updates = updates.reshape(updates.shape[:-1] + (2, 2))  # [N, Ho, Wo, C, 2, 2]
   du = jax.lax.scatter_add(
       jnp.zeros((n, c, hu, wu), ct.dtype), starts, updates,
       jax.lax.ScatterDimensionNumbers(update_window_dims=(3, 4, 5),
@@ -449,8 +453,8 @@ def _resample(x: Array, g_inv: Array) -> Array:
   # every consumer loop).
   bx, by = np.meshgrid(_base_grid(w_out), _base_grid(h_out))
   base = _float(np.stack([bx, by, np.ones_like(bx)], -1).reshape(-1, 3))
-  grid = jnp.einsum('oj,nij->noi', base, g[:, :2, :]).reshape(n, h_out, w_out, 2)
-  gx, gy = grid[..., 0], grid[..., 1]
+  gx, gy = (jnp.einsum('oj,nj->no', base, g[:, i]).reshape(n, h_out, w_out)
+            for i in range(2))
   # grid_sample's unnormalisation (align_corners=False) and bilinear taps.
   ix = ((gx + 1) * w_in.astype(jnp.float32) - 1) / 2
   iy = ((gy + 1) * h_in.astype(jnp.float32) - 1) / 2
@@ -470,11 +474,13 @@ def _resample(x: Array, g_inv: Array) -> Array:
   cy0 = jnp.clip(iy0 + 2 * (h - 1 - my0) + 1, 0, hu - 2)
   cx0 = jnp.clip(ix0 + 2 * (w - 1 - mx0) + 1, 0, wu - 2)
 
-  wy = jnp.stack([1 - fy, fy], -1) * ((iy0[..., None] + jnp.arange(2) >= 0)
-                                      & (iy0[..., None] + jnp.arange(2) < h_in))
-  wx = jnp.stack([1 - fx, fx], -1) * ((ix0[..., None] + jnp.arange(2) >= 0)
-                                      & (ix0[..., None] + jnp.arange(2) < w_in))
-  y = _bilinear(u.shape, u, cy0, cx0, wy[..., :, None] * wx[..., None, :])
+  # Each tap's bilinear weight, 0 where grid_sample reads zeros: outside the
+  # reference's padded, upsampled image.
+  wy = [jnp.where((iy0 + a >= 0) & (iy0 + a < h_in), wt, 0) for a, wt in
+        enumerate((1 - fy, fy))]
+  wx = [jnp.where((ix0 + b >= 0) & (ix0 + b < w_in), wt, 0) for b, wt in
+        enumerate((1 - fx, fx))]
+  y = _bilinear(u.shape, u, cy0, cx0, tuple(wy[a] * wx[b] for a, b in _TAPS))
   y = _separable(y.reshape(n * c, h_out, w_out), _float(_downsampling_matrix(h)),
                  _float(_downsampling_matrix(w)))
   return jnp.moveaxis(y.reshape(n, c, h, w), 1, 3)
