@@ -179,9 +179,9 @@ class _Draws:
   op a value, and a U[0, 1) gate that applies the op when below its probability; or,
   in debug mode, the debug percentile's value for every image.
 
-  All numbers come from one [N, columns] block with a fixed column per draw: XLA
-  compiles each random-bits call for ~0.3 s (a call per draw was most of the compile
-  time), and fixed columns keep each op's numbers the same whichever ops are on."""
+  All numbers come from one [N, columns] block with a fixed column per draw: a
+  random-bits call per draw (24) was most of the compile time, and fixed columns keep
+  each op's numbers the same whichever ops are on."""
 
   def __init__(self, key, n: int, p: Array, debug_percentile: float | None):
     self.n, self.p = n, p
@@ -443,9 +443,8 @@ def _resample(x: Array, g_inv: Array) -> Array:
   w_in, h_in = (w + mx0 + mx1) * 2, (h + my0 + my1) * 2
   g = (_scale2d(1, 2 / w_in, 2 / h_in) @ g
        @ _scale2d(1, 1 / (2 / w_out), 1 / (2 / h_out)))
-  # affine_grid: [x, y, 1] of each output pixel centre times theta^T, as a matmul
-  # (as the reference's bmm; a dot also keeps XLA from recomputing the grid inside
-  # every consumer loop).
+  # affine_grid: [x, y, 1] of each output pixel centre times theta^T, as matmuls
+  # (the reference's bmm), one per output coordinate.
   bx, by = np.meshgrid(_base_grid(w_out), _base_grid(h_out))
   base = _float(np.stack([bx, by, np.ones_like(bx)], -1).reshape(-1, 3))
   gx, gy = (jnp.einsum('oj,nj->no', base, g[:, i]).reshape(n, h_out, w_out)
