@@ -3,6 +3,8 @@
   python experiments/bench_compare.py --experiment cyclegan --sizes 64,128,256 \
       [--batches 1] [--dtypes float32,bfloat16] [--rounds 3] [--steps 5] [--warmup 1] \
       [--device cpu|gpu] [--channels 3] [--channels-last] [--busy-threshold 5] [--markdown]
+  python experiments/bench_compare.py --experiment stylegan:demo --sizes 32 \
+      --batches 16,32,64 --reference-dir PATH [--config.KEY=VALUE ...] [--rounds 3] ...
 
 For every row (experiment, size, batch, dtype) it runs jaxgan
 (experiments/bench_step.py --json) and the PyTorch baseline
@@ -10,9 +12,18 @@ For every row (experiment, size, batch, dtype) it runs jaxgan
 every run in its own subprocess, so slow drifts of the machine hit both sides alike.
 Both time --steps training iterations after --warmup untimed ones (jaxgan also
 compiles before its warm-up), so compilation and first-step costs stay out of the
-steady state; each run reports its median seconds per iteration. Both sides use every
-CPU this process may use: torch.set_num_threads(len(os.sched_getaffinity(0))), and
-XLA's CPU thread pool, which sizes itself by the same CPUs.
+steady state; each run reports its median seconds per iteration.
+
+stylegan[:VARIANT]: the baseline is NVlabs stylegan2-ada-pytorch's own code (networks,
+StyleGAN2Loss phases, its training loop's optimizer steps and G_ema update), imported
+from the clone --reference-dir names, at jaxgan's config (the variant, the --config
+overrides, which go to both sides, and --channels where given); CPU and float32 only.
+Both sides report bench_step's 'iteration (amortized)': each step function (main,
+g_reg, d_reg, ema) timed apart, its median divided by its interval and summed.
+
+Both sides use every CPU this process may use:
+torch.set_num_threads(len(os.sched_getaffinity(0))), and XLA's CPU thread pool, which
+sizes itself by the same CPUs.
 
 The table has, per row: each side's median over the rounds of the runs' medians, with
 the min-max over rounds, and the ratio baseline / jaxgan (> 1: jaxgan is faster).
@@ -58,7 +69,8 @@ def _csv(kind):
 def parse_args(argv):
   p = argparse.ArgumentParser(prog='python experiments/bench_compare.py',
                               description=__doc__.split('\n')[0])
-  p.add_argument('--experiment', default='cyclegan', choices=torch_baseline.EXPERIMENTS)
+  p.add_argument('--experiment', default='cyclegan',
+                 help=f"{', '.join(torch_baseline.EXPERIMENTS)} or stylegan[:VARIANT]")
   p.add_argument('--sizes', type=_csv(int), default=[64, 128, 256])
   p.add_argument('--batches', type=_csv(int), default=[1])
   p.add_argument('--dtypes', type=_csv(str), default=['float32'])
@@ -67,19 +79,42 @@ def parse_args(argv):
   p.add_argument('--steps', type=int, default=5, help='timed iterations per run')
   p.add_argument('--warmup', type=int, default=1, help='untimed iterations per run')
   p.add_argument('--device', default='cpu', choices=('cpu', 'gpu'))
-  p.add_argument('--channels', type=int, default=3, help='image channels (both sides)')
+  p.add_argument('--channels', type=int, default=None,
+                 help="image channels, both sides (default 3; stylegan: the config's)")
   p.add_argument('--channels-last', action='store_true',
                  help='the baseline in torch.channels_last memory format')
   p.add_argument('--busy-threshold', type=float, default=5.0,
                  help="percent of the CPUs' capacity other processes may use in a run")
   p.add_argument('--timeout', type=float, default=3600, help='seconds per run')
+  p.add_argument('--reference-dir', default='',
+                 help=f'stylegan: a clone of {torch_baseline.REFERENCE_URL}')
   p.add_argument('--markdown', action='store_true', help='a markdown table')
-  args = p.parse_args(argv)
+  args, config_args = p.parse_known_args(argv)
   for dtype in args.dtypes:
     if dtype not in torch_baseline.DTYPES:
       p.error(f"dtype {dtype!r}; valid: {', '.join(torch_baseline.DTYPES)}")
   if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
     p.error('--rounds and --steps must be >= 1, --warmup >= 0')
+  try:
+    name, _ = torch_baseline.split_experiment(args.experiment)
+  except torch_baseline.BaselineError as e:
+    p.error(str(e))
+  args.stylegan = name == torch_baseline.STYLEGAN
+  args.overrides = []
+  if not args.stylegan:
+    if config_args:
+      p.error(f"unrecognized arguments: {' '.join(config_args)} (--config.KEY=VALUE "
+              'overrides are for stylegan only)')
+    if args.channels is None:
+      args.channels = 3
+  else:
+    if args.dtypes != ['float32'] or args.device != 'cpu' or args.channels_last:
+      p.error('the stylegan baseline runs the reference on the CPU in float32 '
+              '(--device cpu --dtypes float32, no --channels-last)')
+    try:
+      args.overrides = torch_baseline.parse_config_args(config_args)
+    except torch_baseline.BaselineError as e:
+      p.error(str(e))
   return args
 
 
@@ -125,16 +160,40 @@ def version(package: str) -> str:
     return 'not installed'
 
 
-def header(args, cpus) -> str:
+def header(args, cpus, channels, reference='') -> str:
+  """The table's header lines; `reference`: the stylegan baseline's line."""
   now = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+  overrides = ''.join(f' --config.{k}={v}' for k, v in args.overrides)
   return (f'# {PROG} {now} on {socket.gethostname()}: {cpu_model()}, '
           f'{os.cpu_count()} CPUs ({len(cpus)} usable: both sides use {len(cpus)} '
           f'threads); device {args.device}; jax {version("jax")}, torch '
           f'{version("torch")}, python {platform.python_version()}\n'
-          f'# {args.experiment}, {args.channels} channels; per run the median s/iteration '
-          f'of {args.steps} steps after {args.warmup} warm-up; cells: median over '
-          f'{args.rounds} round(s) (min-max); ratio = baseline / jaxgan (> 1: jaxgan '
-          'faster)')
+          f'# {args.experiment}{overrides}, {channels} channels; per run the median '
+          f's/iteration of {args.steps} steps after {args.warmup} warm-up; cells: median '
+          f'over {args.rounds} round(s) (min-max); ratio = baseline / jaxgan (> 1: '
+          'jaxgan faster)' + (f'\n# {reference}' if reference else ''))
+
+
+def reference_line(args) -> str:
+  """The stylegan baseline's provenance: the reference checkout and its commit."""
+  path = os.path.realpath(args.reference_dir)
+  commit = torch_baseline.reference_commit(args.reference_dir)
+  return (f'baseline: NVlabs stylegan2-ada-pytorch\'s own code from {path}, commit '
+          f"{commit or 'unknown (not a git checkout)'}; both sides: iteration amortized "
+          'over the lazy intervals, each step function timed apart')
+
+
+def check_stylegan(args) -> int:
+  """Fails now (one line), not after an hour of runs, where the reference directory
+  or a (size, batch) setting will not do; returns the config's image channels."""
+  torch_baseline.check_reference_dir(args.reference_dir)
+  torch_baseline.jax_on_cpu()
+  for size in args.sizes:
+    for batch in args.batches:
+      config = torch_baseline.stylegan_config(args.experiment, args.overrides, size,
+                                              batch, args.channels)
+      torch_baseline.stylegan_reference_kwargs(config)
+  return config.data.channels
 
 
 # -- runs --------------------------------------------------------------------------
@@ -143,16 +202,24 @@ def header(args, cpus) -> str:
 def commands(args, size, batch, dtype, threads, first_round):
   """(jaxgan argv, baseline argv) for one row."""
   exp = args.experiment
-  generator = torch_baseline.Settings(experiment=exp, size=size).generator
   jax_cmd = [sys.executable, str(HERE / 'bench_step.py'), '--experiment', exp,
              '--sizes', str(size), '--batches', str(batch), '--dtypes', dtype,
-             '--steps', str(args.steps), '--warmup', str(args.warmup), '--json',
-             f'--config.data.channels={args.channels}']
+             '--steps', str(args.steps), '--warmup', str(args.warmup), '--json']
   torch_cmd = [sys.executable, str(HERE / 'torch_baseline.py'), '--experiment', exp,
                '--size', str(size), '--batch', str(batch), '--dtype', dtype,
                '--steps', str(args.steps), '--warmup', str(args.warmup),
-               '--threads', str(threads), '--channels', str(args.channels),
+               '--threads', str(threads),
                '--device', 'cuda' if args.device == 'gpu' else 'cpu', '--json']
+  if args.channels is not None:  # stylegan without --channels: the config's
+    jax_cmd.append(f'--config.data.channels={args.channels}')
+    torch_cmd += ['--channels', str(args.channels)]
+  overrides = [f'--config.{key}={value}' for key, value in args.overrides]
+  jax_cmd += overrides
+  torch_cmd += overrides
+  if args.stylegan:  # the runs' working directory is the repository's
+    torch_cmd += ['--reference-dir', os.path.realpath(args.reference_dir)]
+  generator = '' if args.stylegan else torch_baseline.Settings(
+      experiment=exp, size=size).generator
   if generator:
     jax_cmd.append(f'--config.model.generator={generator}')
     torch_cmd += ['--generator', generator]
@@ -260,14 +327,19 @@ def table(rows, markdown: bool) -> str:
 def main(argv):
   args = parse_args(argv)
   torch_baseline.require_torch()
-  for size in args.sizes:  # Bad sizes fail now, not after an hour of runs.
-    try:
-      torch_baseline.Settings(experiment=args.experiment, size=size,
-                              channels=args.channels)
-    except torch_baseline.BaselineError as e:
-      raise SystemExit(f'{PROG}: error: {e}') from None
+  channels, reference = args.channels, ''
+  try:  # Bad settings fail now, not after an hour of runs.
+    if args.stylegan:
+      channels = check_stylegan(args)
+      reference = reference_line(args)
+    else:
+      for size in args.sizes:
+        torch_baseline.Settings(experiment=args.experiment, size=size,
+                                channels=args.channels)
+  except torch_baseline.BaselineError as e:
+    raise SystemExit(f'{PROG}: error: {e}') from None
   cpus = cpu_set()
-  print(header(args, cpus), flush=True)
+  print(header(args, cpus, channels, reference), flush=True)
 
   def log(message):
     print(message, file=sys.stderr, flush=True)

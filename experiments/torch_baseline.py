@@ -3,6 +3,8 @@
   python experiments/torch_baseline.py --experiment cyclegan --size 64 --batch 1 \
       --steps 5 --warmup 1 [--threads N] [--device cpu|cuda] \
       [--dtype float32|bfloat16] [--channels-last] [--json]
+  python experiments/torch_baseline.py --experiment stylegan:demo --reference-dir PATH \
+      [--size 32] [--batch 16] [--config.KEY=VALUE ...] --steps 5 --warmup 1 [--json]
 
 A re-implementation, from the papers and from junyanz/pytorch-CycleGAN-and-pix2pix
 (models/networks.py, models/cycle_gan_model.py, models/pix2pix_model.py,
@@ -21,11 +23,26 @@ exactly as those references run it:
   dcgan     the PyTorch examples' netG/netD (nz 100, ngf = ndf = 64, batch norm,
             sigmoid + BCELoss), generalised from 64x64 to any power-of-two size >= 8
             the way jaxgan's DCGAN is (one stride-2 stage more or less per doubling).
+  stylegan  not a port: NVlabs stylegan2-ada-pytorch's own training/networks.py
+            Generator and Discriminator and training/loss.py StyleGAN2Loss, imported
+            from the clone --reference-dir names (never copied here), at jaxgan's
+            config stylegan[:VARIANT] with --config overrides (mapped by
+            `stylegan_reference_kwargs`), run as its training/training_loop.py runs
+            a batch: the phases Gmain, Greg (every pl_every), Dmain, Dreg (every
+            gp_every) with its lazy Adam correction, nan_to_num and optimizer steps,
+            then the G_ema update. CPU and float32 only (its CUDA plugins are never
+            built; the CPU takes its reference paths). Timed as
+            experiments/bench_step.py times jaxgan: each step function (main = Gmain
+            + Dmain, g_reg, d_reg, ema) apart, and the iteration amortized, the
+            medians over their intervals summed (the JSON's `phases` has each); the
+            JSON also has the reference's commit and kwargs, its loss statistics and
+            any warnings raised while it ran.
 
-All use Adam(lr 2e-4, betas (0.5, 0.999)) and the references' N(0, 0.02) init. Data
-are random tensors in [-1, 1] made once (as jaxgan's experiments/bench_step.py), so
-no input pipeline is timed. pix2pix picks the U-Net by size as jaxgan's configs do
-(unet_256 at 256 and its multiples, unet_32/64/128 below; --generator overrides).
+The first three use Adam(lr 2e-4, betas (0.5, 0.999)) and the references' N(0, 0.02)
+init. Data are random tensors in [-1, 1] made once (as jaxgan's
+experiments/bench_step.py), so no input pipeline is timed. pix2pix picks the U-Net by
+size as jaxgan's configs do (unet_256 at 256 and its multiples, unet_32/64/128 below;
+--generator overrides).
 
 Before timing, the parameter count of every network is checked against jaxgan's for
 the same settings (`jaxgan.params.counts`); a mismatch is a one-line error. Then
@@ -45,14 +62,20 @@ pip install -e '.[bench]'.
 
 import argparse
 import contextlib
+import copy
 import dataclasses
+import functools
+import importlib
 import json
 import math
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
+import types
+import warnings
 
 try:
   import torch
@@ -689,6 +712,13 @@ def build(settings: Settings, device='cpu', dtype='float32', channels_last=False
   return model
 
 
+def jax_on_cpu() -> None:
+  """Keeps jaxgan's side of the baseline (configs, shapes, parameter counts) on the
+  CPU: JAX_PLATFORMS=cpu unless jax is imported already."""
+  if 'jax' not in sys.modules:
+    os.environ['JAX_PLATFORMS'] = 'cpu'
+
+
 # -- jaxgan's counts ---------------------------------------------------------------
 
 
@@ -725,6 +755,425 @@ def check_counts(torch_counts: dict, jax_counts: dict) -> None:
                           f'jaxgan {n:,}')
 
 
+# -- StyleGAN: NVlabs stylegan2-ada-pytorch's own code ----------------------------
+#
+# Unlike the baselines above (our ports), the StyleGAN baseline imports the reference
+# itself from the checkout --reference-dir names; nothing of it is copied here. It
+# reads jaxgan's config (stylegan[:VARIANT] and --config.KEY=VALUE overrides) and maps
+# it to the reference's training_loop() keyword arguments.
+
+STYLEGAN = 'stylegan'
+REFERENCE_URL = 'github.com/NVlabs/stylegan2-ada-pytorch'
+# What the baseline imports from --reference-dir (torch_utils imports dnnlib).
+REFERENCE_FILES = ('training/networks.py', 'training/loss.py', 'torch_utils/misc.py',
+                   'torch_utils/training_stats.py', 'torch_utils/custom_ops.py',
+                   'torch_utils/ops/bias_act.py', 'torch_utils/ops/upfirdn2d.py',
+                   'torch_utils/ops/conv2d_gradfix.py', 'dnnlib/__init__.py')
+REFERENCE_MODULES = ('dnnlib', 'torch_utils.custom_ops', 'torch_utils.misc',
+                     'torch_utils.training_stats', 'torch_utils.ops.bias_act',
+                     'torch_utils.ops.upfirdn2d', 'torch_utils.ops.conv2d_gradfix',
+                     'training.networks', 'training.loss')
+
+
+def split_experiment(spec: str) -> tuple[str, str]:
+  """(name, variant) of --experiment NAME[:VARIANT]. Only stylegan takes a variant
+  (one of jaxgan's config variants): its baseline reads jaxgan's config, the others
+  have their own flags."""
+  name, _, variant = spec.partition(':')
+  if name not in EXPERIMENTS + (STYLEGAN,):
+    raise BaselineError(f'unknown experiment {spec!r}; valid: '
+                        + ', '.join(EXPERIMENTS + (f'{STYLEGAN}[:VARIANT]',)))
+  if variant and name != STYLEGAN:
+    raise BaselineError(f'experiment {spec!r}: only {STYLEGAN} takes a :VARIANT (the '
+                        f'{name} baseline has its own flags)')
+  return name, variant
+
+
+def stylegan_config(spec: str, overrides=(), size=None, batch=None, channels=None):
+  """jaxgan's config `spec` (stylegan[:VARIANT]) with the (key, value) overrides, then
+  the benchmark's size, batch and channels where given (None: the config's), in
+  experiments/bench_step.py's order."""
+  from jaxgan import config as config_lib
+  from jaxgan.errors import JaxganError
+  try:
+    config = config_lib.get_experiment(spec)
+    for key, value in overrides:
+      config_lib.apply_override(config, key, value)
+  except JaxganError as e:
+    raise BaselineError(str(e)) from None
+  if size is not None:
+    config.data.image_size = config.data.load_size = size
+  if batch is not None:
+    config.data.batch_size = batch
+  if channels is not None:
+    config.data.channels = channels
+  return config
+
+
+def _reference_interval(k):
+  """A lazy interval as the reference's G_reg_interval / D_reg_interval: None (its
+  'Gboth' / 'Dboth' phase, no lazy correction) where jaxgan has none or k = 1."""
+  return k if k and k > 1 else None
+
+
+def stylegan_reference_kwargs(config) -> dict:
+  """The reference's training_loop() keyword arguments, under its names, for jaxgan's
+  StyleGAN `config`; a BaselineError names the first setting it has no equivalent
+  for. No torch needed. The R1 gamma (the auto rule 0.0002 res^2 / batch unless
+  loss.lambda_gp is set), the lazy intervals and the optimizer groups are read from
+  jaxgan's task, so both sides interpret the config one way.
+
+  Differs from the reference's `auto` preset where our config does: num_fp16_res 0
+  and conv_clamp None (float32; model.conv_clamp where set), ema_kimg =
+  ema.half_life_images / 1000, no augmentation. A lazy interval of 1 (pl_every or
+  gp_every 1) becomes the reference's un-lazy 'Gboth' / 'Dboth' phase, one optimizer
+  step where jaxgan takes two."""
+  from jaxgan.errors import JaxganError
+  from jaxgan.tasks import make_task
+  if config.task != STYLEGAN:
+    raise BaselineError(f'config task {config.task!r} is not {STYLEGAN}')
+  try:
+    task = make_task(config)  # checks the config as training would
+  except JaxganError as e:
+    raise BaselineError(str(e)) from None
+  m, loss, data, ema = config.model, config.loss, config.data, config.ema
+  unsupported = [
+      (m.synthesis != 'modulated', f'model.synthesis={m.synthesis!r}: the reference '
+       "has StyleGAN2's modulated synthesis only"),
+      (loss.gan_mode != 'vanilla', f'loss.gan_mode={loss.gan_mode!r}: the reference '
+       'has the non-saturating logistic loss only (vanilla)'),
+      (task.penalty_kind not in ('r1', 'none'), f'loss.gp={loss.gp!r}: the reference '
+       'has R1 only'),
+      (loss.real_label != 1, f'loss.real_label={loss.real_label}: the reference has no '
+       'label smoothing'),
+      (config.train.instance_noise > 0, 'train.instance_noise: the reference has no '
+       'instance noise'),
+      (config.dtype != 'float32', f'dtype={config.dtype!r}: the baseline runs the '
+       'reference in float32 (num_fp16_res 0)'),
+      (not ema.half_life_images > 0, 'ema.half_life_images=0: the reference\'s G_ema '
+       'has a half-life (ema_kimg)'),
+      (tuple(ema.networks) not in ((), ('G',)), f'ema.networks={tuple(ema.networks)}: '
+       'the reference averages G only'),
+  ]
+  for group, s in task.group_settings.items():
+    where = f'optimizer ({group})'
+    unsupported += [
+        (s['name'] != 'adam', f"{where} name={s['name']!r}: the reference uses Adam"),
+        (s['schedule'] != 'constant', f"{where} schedule={s['schedule']!r}: the "
+         'reference keeps the rate constant'),
+        (bool(s['clip_norm'] or s['weight_decay'] or s['lr_mult']), f'{where}: '
+         'clip_norm, weight_decay and lr_mult have no equivalent in the reference'),
+    ]
+  for bad, message in unsupported:
+    if bad:
+      raise BaselineError(f'no stylegan2-ada-pytorch equivalent of {message}')
+  gen, disc = task.group_settings['gen'], task.group_settings['disc']
+  lazy = task.lazy_intervals()
+  res, channels = data.image_size, data.channels
+  conv_clamp = m.conv_clamp or None
+  return dict(
+      G_kwargs=dict(z_dim=m.z_dim, c_dim=0, w_dim=m.w_dim, img_resolution=res,
+                    img_channels=channels,
+                    mapping_kwargs=dict(num_layers=m.map_layers, w_avg_beta=m.w_avg_beta),
+                    synthesis_kwargs=dict(channel_base=m.channel_base,
+                                          channel_max=m.channel_max, num_fp16_res=0,
+                                          conv_clamp=conv_clamp)),
+      D_kwargs=dict(c_dim=0, img_resolution=res, img_channels=channels,
+                    architecture=m.architecture, channel_base=m.channel_base,
+                    channel_max=m.channel_max, num_fp16_res=0, conv_clamp=conv_clamp,
+                    epilogue_kwargs=dict(mbstd_group_size=m.mbstd_group_size,
+                                         mbstd_num_channels=1)),
+      loss_kwargs=dict(style_mixing_prob=m.style_mixing,
+                       r1_gamma=task.r1_gamma if task.penalty_kind == 'r1' else 0.0,
+                       pl_batch_shrink=loss.pl_batch_shrink, pl_decay=loss.pl_decay,
+                       pl_weight=loss.pl_weight),
+      G_opt_kwargs=dict(lr=gen['lr'], betas=[gen['b1'], gen['b2']], eps=gen['eps']),
+      D_opt_kwargs=dict(lr=disc['lr'], betas=[disc['b1'], disc['b2']], eps=disc['eps']),
+      G_reg_interval=_reference_interval(lazy.get('gen')),
+      D_reg_interval=_reference_interval(lazy.get('disc')),
+      batch_size=data.batch_size, ema_kimg=ema.half_life_images / 1000,
+      ema_rampup=ema.rampup or None)
+
+
+def reference_phases(kwargs) -> list[tuple[str, str, int]]:
+  """The training loop's phases in its order, (name, network, interval): 'Gmain' and
+  'Greg' every G_reg_interval ('Gboth' when that is None), then D's likewise."""
+  phases = []
+  for net in ('G', 'D'):
+    k = kwargs[f'{net}_reg_interval']
+    phases += [(net + 'both', net, 1)] if k is None else [(net + 'main', net, 1),
+                                                         (net + 'reg', net, k)]
+  return phases
+
+
+def reference_adam_kwargs(kwargs, net: str) -> dict:
+  """Network `net`'s Adam settings as the training loop builds them: with lazy
+  regularisation every k steps, lr x r and each beta ^ r, r = k / (k + 1) (its
+  mb_ratio); one optimizer serves the network's main and regularisation phases."""
+  opt = dict(kwargs[f'{net}_opt_kwargs'])
+  k = kwargs[f'{net}_reg_interval']
+  if k is not None:
+    r = k / (k + 1)
+    opt.update(lr=opt['lr'] * r, betas=[beta ** r for beta in opt['betas']])
+  return opt
+
+
+def check_reference_dir(path: str) -> None:
+  """One-line BaselineError unless `path` holds the reference files the baseline
+  imports."""
+  if not path:
+    raise BaselineError(f'{STYLEGAN} needs --reference-dir PATH, a clone of '
+                        f'{REFERENCE_URL} (its training/ and torch_utils/ are imported '
+                        'from there)')
+  if not os.path.isdir(path):
+    raise BaselineError(f'--reference-dir {path}: no such directory (a clone of '
+                        f'{REFERENCE_URL})')
+  missing = [f for f in REFERENCE_FILES if not os.path.isfile(os.path.join(path, f))]
+  if missing:
+    raise BaselineError(f'--reference-dir {path} is not a clone of {REFERENCE_URL}: '
+                        f"missing {', '.join(missing)}")
+
+
+def reference_commit(path: str) -> str | None:
+  """The commit checked out at `path` ('-dirty' appended when tracked files differ
+  from it), or None where `path` is not the top of a git checkout or git fails."""
+
+  def git(*args):
+    return subprocess.run(['git', '-C', path, *args], capture_output=True, text=True,
+                          timeout=60, check=True).stdout.strip()
+
+  try:
+    if os.path.realpath(git('rev-parse', '--show-toplevel')) != os.path.realpath(path):
+      return None
+    commit = git('rev-parse', 'HEAD')
+    dirty = git('status', '--porcelain', '--untracked-files=no')
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return commit + ('-dirty' if dirty else '')
+
+
+def load_reference(path: str) -> types.SimpleNamespace:
+  """The reference's modules (REFERENCE_MODULES, by their last name: networks, loss,
+  misc, ...) imported from the checkout at `path`, which goes first on sys.path.
+
+  Its CUDA plugins are never built: CPU tensors take its reference paths, and its
+  plugin builder is replaced by one that fails, so a call would surface as the
+  reference's own 'Failed to build CUDA kernels' warning (and `check_no_plugins`)
+  instead of a compiler run."""
+  check_reference_dir(path)
+  require_torch()
+  root = os.path.realpath(path)
+  if root not in sys.path:
+    sys.path.insert(0, root)
+  modules = {}
+  try:
+    for name in REFERENCE_MODULES:
+      modules[name] = importlib.import_module(name)
+  except Exception as e:  # pylint: disable=broad-except  (any failure of its code)
+    raise BaselineError(f'importing {name} from --reference-dir {path} failed: '
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                        ) from None
+  for name, module in modules.items():
+    where = os.path.realpath(getattr(module, '__file__', '') or '')
+    if not where.startswith(root + os.sep):
+      raise BaselineError(f'{name} comes from {where or "nowhere"}, not --reference-dir '
+                          f'{path} (another module of that name was imported first)')
+
+  def refuse(module_name, *_, **__):
+    raise RuntimeError(f'{PROG} does not build the reference plugin {module_name}')
+
+  modules['torch_utils.custom_ops'].get_plugin = refuse
+  return types.SimpleNamespace(**{name.rpartition('.')[2]: module
+                                  for name, module in modules.items()})
+
+
+class StyleGANReference:
+  """The reference's training loop (training/training_loop.py) for batches of
+  `batch_size` images, run with its own networks and StyleGAN2Loss.
+
+  Each phase: the optimizer's zero_grad(set_to_none=True), the phase's network made
+  trainable, loss.accumulate_gradients(phase, ..., sync=True, gain=interval) in one
+  round (batch_gpu = batch, one device), the network frozen again, misc.nan_to_num on
+  its gradients, opt.step(). After the phases of a batch, G_ema <- lerp(G, G_ema,
+  beta) with the half-life ema_kimg (capped at ema_rampup x images seen), its buffers
+  copied. No augmentation (augment_pipe None) and no labels (c_dim 0). As jaxgan's
+  bench: the reals are random images in [-1, 1] made once, no data loading; each
+  phase draws its z, as the loop does per phase."""
+
+  def __init__(self, ref: types.SimpleNamespace, kwargs: dict, seed: int = 0):
+    self.ref, self.kwargs = ref, kwargs
+    torch.manual_seed(seed)
+    ref.conv2d_gradfix.enabled = True  # as the loop sets it (its custom op is CUDA-only)
+    ref.training_stats._counters.clear()  # pylint: disable=protected-access  (this run's)
+    self.G = ref.networks.Generator(**kwargs['G_kwargs']).train().requires_grad_(False)
+    self.D = ref.networks.Discriminator(**kwargs['D_kwargs']).train().requires_grad_(
+        False)
+    self.G_ema = copy.deepcopy(self.G).eval()
+    self.loss = ref.loss.StyleGAN2Loss(
+        device=torch.device('cpu'), G_mapping=self.G.mapping,
+        G_synthesis=self.G.synthesis, D=self.D, augment_pipe=None,
+        **kwargs['loss_kwargs'])
+    self.networks = {'G': self.G, 'D': self.D}
+    self.optimizers = {net: torch.optim.Adam(module.parameters(),
+                                             **reference_adam_kwargs(kwargs, net))
+                       for net, module in self.networks.items()}
+    self.phases = reference_phases(kwargs)
+    self.batch = kwargs['batch_size']
+    g = kwargs['G_kwargs']
+    shape = [self.batch, g['img_channels'], g['img_resolution'], g['img_resolution']]
+    generator = torch.Generator().manual_seed(seed)
+    self.real_img = torch.rand(shape, generator=generator) * 2 - 1
+    self.no_labels = torch.zeros([self.batch, 0])
+    self.cur_nimg = 0
+
+  def run_phase(self, name: str, net: str, interval: int) -> None:
+    module, opt = self.networks[net], self.optimizers[net]
+    gen_z = torch.randn([self.batch, self.G.z_dim])
+    opt.zero_grad(set_to_none=True)
+    module.requires_grad_(True)
+    self.loss.accumulate_gradients(phase=name, real_img=self.real_img,
+                                   real_c=self.no_labels, gen_z=gen_z,
+                                   gen_c=self.no_labels, sync=True, gain=interval)
+    module.requires_grad_(False)
+    for param in module.parameters():
+      if param.grad is not None:
+        self.ref.misc.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5,
+                                 out=param.grad)
+    opt.step()
+
+  def update_ema(self) -> None:
+    ema_nimg = self.kwargs['ema_kimg'] * 1000
+    if self.kwargs['ema_rampup'] is not None:
+      ema_nimg = min(ema_nimg, self.cur_nimg * self.kwargs['ema_rampup'])
+    ema_beta = 0.5 ** (self.batch / max(ema_nimg, 1e-8))
+    for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+      p_ema.copy_(p.lerp(p_ema, ema_beta))
+    for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+      b_ema.copy_(b)
+    self.cur_nimg += self.batch
+
+  def iteration(self, batch_idx: int) -> None:
+    """One batch of the loop: the phases due at `batch_idx`, then the EMA."""
+    for name, net, interval in self.phases:
+      if batch_idx % interval == 0:
+        self.run_phase(name, net, interval)
+    self.update_ema()
+
+  def step_functions(self) -> dict:
+    """name -> (callable, interval) in experiments/bench_step.py's terms: 'main' (the
+    phases of every batch), 'g_reg' and 'd_reg' (the lazy phases), 'ema'."""
+    every_batch = [p for p in self.phases if p[2] == 1]
+    units = {'main': (lambda: [self.run_phase(*p) for p in every_batch], 1)}
+    for name, net, interval in self.phases:
+      if interval > 1:
+        units[f'{net.lower()}_reg'] = (functools.partial(self.run_phase, name, net,
+                                                         interval), interval)
+    units['ema'] = (self.update_ema, 1)
+    return units
+
+  def counts(self) -> dict[str, int]:
+    return {name: count_params(net) for name, net in self.networks.items()}
+
+  def losses(self) -> dict[str, float]:
+    """The mean of every 'Loss/...' statistic the reference reported (its
+    training_stats counters: count, sum, sum of squares)."""
+    means = {}
+    counters = self.ref.training_stats._counters  # pylint: disable=protected-access
+    for name, by_device in counters.items():
+      if name.startswith('Loss/') and by_device:
+        count, total, _ = sum(by_device.values()).tolist()
+        means[name] = total / count if count else float('nan')
+    return means
+
+  def check_no_plugins(self) -> None:
+    """A BaselineError where the reference tried to build a CUDA plugin."""
+    # pylint: disable-next=protected-access
+    tried = [m for m in ('bias_act', 'upfirdn2d') if getattr(self.ref, m)._inited]
+    if tried:
+      raise BaselineError(f"the reference tried to build its CUDA plugin(s) "
+                          f"{', '.join(tried)}; the baseline runs its CPU paths only")
+
+
+def time_step_functions(units: dict, steps: int, warmup: int) -> dict[str, dict]:
+  """experiments/bench_step.py's method: per step function, `warmup` untimed calls,
+  then `steps` timed ones; its median, min and max seconds and its interval."""
+  timed = {}
+  for name, (fn, every) in units.items():
+    for _ in range(warmup):
+      fn()
+    times = []
+    for _ in range(steps):
+      t0 = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - t0)
+    timed[name] = dict(every=every, step_s=statistics.median(times), min_s=min(times),
+                       max_s=max(times))
+  return timed
+
+
+def amortize(timed: dict[str, dict]) -> dict[str, float]:
+  """bench_step's 'iteration (amortized)': each figure summed over the step functions,
+  each divided by its interval."""
+  return {key: sum(t[key] / t['every'] for t in timed.values())
+          for key in ('step_s', 'min_s', 'max_s')}
+
+
+def _warning_text(w) -> str:
+  message = str(w.message).strip().splitlines()
+  return (f'{w.category.__name__}: {message[0] if message else ""} '
+          f'({os.path.basename(w.filename)}:{w.lineno})')
+
+
+def run_stylegan(args) -> dict:
+  """Builds the reference at jaxgan's config, checks its parameter counts against
+  jaxgan's, times its step functions; returns the result record."""
+  if args.device != 'cpu' or args.dtype != 'float32' or args.channels_last:
+    raise BaselineError(f'the {STYLEGAN} baseline runs the reference on the CPU in '
+                        'float32 (--device cpu --dtype float32, no --channels-last): its '
+                        'CUDA plugins are not built here')
+  check_reference_dir(args.reference_dir)
+  jax_on_cpu()
+  config = stylegan_config(args.experiment, parse_config_args(args.config_args),
+                           args.size, args.batch, args.channels)
+  kwargs = stylegan_reference_kwargs(config)
+  jax_counts = None
+  if not args.skip_count_check:
+    from jaxgan import params
+    jax_counts = params.counts(config)
+  threads = args.threads or available_cpus()
+  torch.set_num_threads(threads)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    model = StyleGANReference(load_reference(args.reference_dir), kwargs, args.seed)
+    counts = model.counts()
+    if jax_counts is not None:
+      check_counts(counts, jax_counts)
+    # The first iteration (every phase is due at batch 0) apart, as the other
+    # baselines' first warm-up iteration; it counts as one warm-up of every function.
+    first_s, warmup = None, args.warmup
+    if warmup:
+      t0 = time.perf_counter()
+      model.iteration(0)
+      first_s, warmup = time.perf_counter() - t0, warmup - 1
+    timed = time_step_functions(model.step_functions(), args.steps, warmup)
+    losses = model.losses()
+  model.check_no_plugins()
+  iteration = amortize(timed)
+  g = kwargs['G_kwargs']
+  return dict(side='torch', experiment=args.experiment, generator='',
+              size=g['img_resolution'], batch=model.batch, channels=g['img_channels'],
+              dtype='float32', device='cpu', channels_last=False, threads=threads,
+              steps=args.steps, warmup=args.warmup, row='iteration (amortized)',
+              **iteration, img_s=model.batch / iteration['step_s'], phases=timed,
+              params=counts, count_checked=jax_counts is not None,
+              finite=bool(losses) and all(math.isfinite(v) for v in losses.values()),
+              losses=losses, first_s=first_s,
+              warnings=list(dict.fromkeys(_warning_text(w) for w in caught)),
+              reference_dir=os.path.realpath(args.reference_dir),
+              reference_commit=reference_commit(args.reference_dir),
+              reference_kwargs=kwargs, **torch_environment(cuda=False))
+
+
 # -- timing ------------------------------------------------------------------------
 
 
@@ -756,11 +1205,16 @@ def available_cpus() -> int:
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog='python experiments/torch_baseline.py',
-                              description=__doc__.split('\n')[0])
-  p.add_argument('--experiment', default='cyclegan', choices=EXPERIMENTS)
-  p.add_argument('--size', type=int, default=64)
-  p.add_argument('--batch', type=int, default=1)
+  p = argparse.ArgumentParser(
+      prog='python experiments/torch_baseline.py', description=__doc__.split('\n')[0],
+      epilog='stylegan also takes jaxgan config overrides, --config.KEY=VALUE.')
+  p.add_argument('--experiment', default='cyclegan',
+                 help=f"{', '.join(EXPERIMENTS)} or {STYLEGAN}[:VARIANT] (jaxgan's "
+                 'config, e.g. stylegan:demo; the reference from --reference-dir)')
+  p.add_argument('--size', type=int, default=None,
+                 help="image size (default 64; stylegan: the config's)")
+  p.add_argument('--batch', type=int, default=None,
+                 help="batch size (default 1; stylegan: the config's)")
   p.add_argument('--steps', type=int, default=5, help='timed iterations')
   p.add_argument('--warmup', type=int, default=1, help='untimed iterations first')
   p.add_argument('--threads', type=int, default=0,
@@ -768,17 +1222,42 @@ def parse_args(argv):
   p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
   p.add_argument('--dtype', default='float32', choices=DTYPES)
   p.add_argument('--channels-last', action='store_true')
-  p.add_argument('--channels', type=int, default=3, help='image channels')
+  p.add_argument('--channels', type=int, default=None,
+                 help="image channels (default 3; stylegan: the config's)")
   p.add_argument('--generator', default='',
                  help='pix2pix: unet_32|64|128|256, cyclegan: resnet_6blocks|'
                  'resnet_9blocks (default: what jaxgan uses at --size)')
   p.add_argument('--ngf', type=int, default=64)
   p.add_argument('--ndf', type=int, default=64)
+  p.add_argument('--reference-dir', default='',
+                 help=f'stylegan: a clone of {REFERENCE_URL}, whose training/ and '
+                 'torch_utils/ are imported')
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--skip-count-check', action='store_true',
                  help="don't compare the parameter counts with jaxgan's")
   p.add_argument('--json', action='store_true', help='print one JSON line of results')
-  return p.parse_args(argv)
+  args, args.config_args = p.parse_known_args(argv)
+  return args
+
+
+def parse_config_args(config_args) -> list[tuple[str, str]]:
+  """The (key, value) pairs of `--config.KEY=VALUE` arguments (jaxgan's syntax)."""
+  from jaxgan import config as config_lib
+  from jaxgan.errors import JaxganError
+  try:
+    return config_lib.parse_overrides(config_args)
+  except JaxganError as e:
+    raise BaselineError(str(e)) from None
+
+
+def torch_environment(cuda: bool) -> dict:
+  """The record's torch fields: versions, the device, its peak memory, TF32 switches."""
+  return dict(torch=torch.__version__,
+              peak_mb=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+              device_name=torch.cuda.get_device_name() if cuda else 'cpu',
+              cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+              cudnn_tf32=torch.backends.cudnn.allow_tf32,
+              matmul_tf32=torch.backends.cuda.matmul.allow_tf32)
 
 
 def run(args) -> dict:
@@ -789,9 +1268,16 @@ def run(args) -> dict:
   if args.device == 'cuda' and not torch.cuda.is_available():
     raise BaselineError('--device cuda but torch.cuda.is_available() is False '
                         f'(torch {torch.__version__})')
-  settings = Settings(experiment=args.experiment, size=args.size, batch=args.batch,
-                      channels=args.channels, ngf=args.ngf, ndf=args.ndf,
-                      generator=args.generator)
+  name, _ = split_experiment(args.experiment)
+  if name == STYLEGAN:
+    return run_stylegan(args)
+  if args.config_args:
+    raise BaselineError(f"unrecognized arguments: {' '.join(args.config_args)} "
+                        f'(--config.KEY=VALUE overrides are for {STYLEGAN} only)')
+  given = dict(size=args.size, batch=args.batch, channels=args.channels)
+  settings = Settings(experiment=name, ngf=args.ngf, ndf=args.ndf,
+                      generator=args.generator,
+                      **{k: v for k, v in given.items() if v is not None})
   threads = args.threads or available_cpus()
   torch.set_num_threads(threads)
   if args.device == 'cuda':
@@ -800,8 +1286,7 @@ def run(args) -> dict:
   model = build(settings, args.device, args.dtype, args.channels_last, args.seed)
   counts = model.counts()
   if not args.skip_count_check:
-    if 'jax' not in sys.modules:  # jaxgan only evaluates shapes: keep it on the CPU.
-      os.environ['JAX_PLATFORMS'] = 'cpu'
+    jax_on_cpu()
     check_counts(counts, jaxgan_counts(settings))
   # The first warm-up iteration apart: it holds cuDNN's autotuning (benchmark mode)
   # and the allocator's growth, the baseline's analogue of jaxgan's compile time.
@@ -815,20 +1300,14 @@ def run(args) -> dict:
   times = time_steps(model, args.steps, warmup)
   losses = model.losses()
   median = statistics.median(times)
-  cuda = args.device == 'cuda'
   return dict(side='torch', experiment=settings.experiment, generator=settings.generator,
               size=settings.size, batch=settings.batch, channels=settings.channels,
               dtype=args.dtype, device=args.device, channels_last=args.channels_last,
               threads=threads, steps=args.steps, warmup=args.warmup, step_s=median,
               min_s=min(times), max_s=max(times), img_s=settings.batch / median,
               params=counts, count_checked=not args.skip_count_check,
-              finite=all(math.isfinite(v) for v in losses.values()),
-              torch=torch.__version__, first_s=first_s,
-              peak_mb=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-              device_name=torch.cuda.get_device_name() if cuda else 'cpu',
-              cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
-              cudnn_tf32=torch.backends.cudnn.allow_tf32,
-              matmul_tf32=torch.backends.cuda.matmul.allow_tf32)
+              finite=all(math.isfinite(v) for v in losses.values()), first_s=first_s,
+              **torch_environment(args.device == 'cuda'))
 
 
 def main(argv):
@@ -841,14 +1320,24 @@ def main(argv):
     print(json.dumps(r), flush=True)
     return
   nets = ', '.join(f'{k} {v:,}' for k, v in r['params'].items())
-  print(f"# torch {r['torch']} {r['experiment']} ({r['generator'] or 'dcgan'}) "
+  what = r['generator'] or 'dcgan'
+  if 'reference_dir' in r:
+    what = f"NVlabs stylegan2-ada-pytorch {r['reference_commit'] or r['reference_dir']}"
+  print(f"# torch {r['torch']} {r['experiment']} ({what}) "
         f"{r['size']}x{r['size']}x{r['channels']} batch {r['batch']} {r['dtype']} on "
         f"{r['device']} ({r['threads']} threads"
         f"{', channels_last' if r['channels_last'] else ''}); parameters {nets}"
         f"{' (= jaxgan)' if r['count_checked'] else ''}")
-  print(f"median {r['step_s']:.4f} s/iteration (min {r['min_s']:.4f}, max "
+  parts = ''
+  if 'phases' in r:
+    parts = ' amortized (' + ', '.join(
+        f"{name} {t['step_s']:.4f}" + (f" / {t['every']}" if t['every'] > 1 else '')
+        for name, t in r['phases'].items()) + ')'
+  print(f"median {r['step_s']:.4f} s/iteration{parts} (min {r['min_s']:.4f}, max "
         f"{r['max_s']:.4f}) over {r['steps']} steps after {r['warmup']} warm-up; "
         f"{r['img_s']:.2f} img/s" + ('' if r['finite'] else '; NON-FINITE losses'))
+  for warning in r.get('warnings', ()):
+    print(f'warning: {warning}')
 
 
 if __name__ == '__main__':

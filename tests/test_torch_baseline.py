@@ -4,11 +4,17 @@ Parameter counts are pinned to the reference's numbers and compared with jaxgan'
 full size (building the torch networks is cheap; jaxgan's side is shape-only); the
 iterations that run use small sizes and widths so the file stays fast on CPU.
 Skipped where PyTorch is not installed (pip install -e '.[bench]').
+
+The StyleGAN baseline runs NVlabs stylegan2-ada-pytorch's own code from a clone: its
+config mapping and errors are tested here without it; the tests that build and run
+it need JAXGAN_STYLEGAN_REFERENCE_DIR=PATH to a clone (skipped without).
 """
 
 import importlib.util
 import json
+import os
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -223,3 +229,189 @@ def test_bench_compare_commands_runs_and_table():
       '| row | jaxgan s/iteration | baseline s/iteration | baseline/jaxgan |',
       '|---|---|---|---|',
       '| cyclegan 64 b1 float32 | 1.0000 (0.9000-1.1000) | 2.0000 (2.0000-2.0000) | 2.00x |']
+
+
+# -- StyleGAN: the reference's own code -----------------------------------------------
+
+REFERENCE_DIR = os.environ.get('JAXGAN_STYLEGAN_REFERENCE_DIR', '')
+needs_reference = pytest.mark.skipif(
+    not REFERENCE_DIR, reason='JAXGAN_STYLEGAN_REFERENCE_DIR (a clone of '
+    'github.com/NVlabs/stylegan2-ada-pytorch) is not set')
+
+# stylegan:demo in the reference's terms, written out by hand from
+# jaxgan/configs/stylegan.py (base + _demo) and train.py's `auto` rules.
+DEMO_KWARGS = dict(
+    G_kwargs=dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=32, img_channels=1,
+                  mapping_kwargs=dict(num_layers=2, w_avg_beta=0.995),
+                  synthesis_kwargs=dict(channel_base=512, channel_max=64, num_fp16_res=0,
+                                        conv_clamp=None)),
+    D_kwargs=dict(c_dim=0, img_resolution=32, img_channels=1, architecture='resnet',
+                  channel_base=512, channel_max=64, num_fp16_res=0, conv_clamp=None,
+                  epilogue_kwargs=dict(mbstd_group_size=4, mbstd_num_channels=1)),
+    loss_kwargs=dict(style_mixing_prob=0.9, pl_batch_shrink=2, pl_decay=0.01,
+                     pl_weight=2.0),
+    G_opt_kwargs=dict(lr=0.0025, betas=[0.0, 0.99], eps=1e-8),
+    D_opt_kwargs=dict(lr=0.0025, betas=[0.0, 0.99], eps=1e-8),
+    G_reg_interval=4, D_reg_interval=16, batch_size=16, ema_kimg=1.0, ema_rampup=0.05)
+
+
+def _reference_kwargs(overrides=(), **kwargs):
+  return tb.stylegan_reference_kwargs(tb.stylegan_config('stylegan:demo', overrides,
+                                                         **kwargs))
+
+
+def test_stylegan_demo_config_in_the_reference_kwargs():
+  kw = _reference_kwargs()
+  # R1's auto gamma 0.0002 res^2 / batch: 0.0002 * 1024 / 16.
+  assert kw['loss_kwargs'].pop('r1_gamma') == pytest.approx(0.0128, rel=1e-12)
+  assert kw == DEMO_KWARGS
+  # The training loop's phases; each lazily regularised network's one Adam with lr x r
+  # and betas ^ r, r = k / (k + 1): G 4/5, D 16/17.
+  assert tb.reference_phases(kw) == [('Gmain', 'G', 1), ('Greg', 'G', 4),
+                                     ('Dmain', 'D', 1), ('Dreg', 'D', 16)]
+  g, d = tb.reference_adam_kwargs(kw, 'G'), tb.reference_adam_kwargs(kw, 'D')
+  assert g['lr'] == pytest.approx(0.002) and d['lr'] == pytest.approx(0.00235294118)
+  assert g['betas'] == [0.0, pytest.approx(0.99199197)]  # 0.99 ** 0.8
+  assert d['betas'] == [0.0, pytest.approx(0.99058546)]  # 0.99 ** (16 / 17)
+  assert g['eps'] == d['eps'] == 1e-8
+  assert kw['G_opt_kwargs']['lr'] == 0.0025  # the correction is the loop's, not here
+
+
+def test_stylegan_overrides_reach_the_reference_kwargs():
+  kw = _reference_kwargs(batch=64, size=64)
+  assert kw['loss_kwargs']['r1_gamma'] == pytest.approx(0.0128)  # 0.0002 * 4096 / 64
+  assert kw['G_kwargs']['img_resolution'] == kw['D_kwargs']['img_resolution'] == 64
+  assert kw['batch_size'] == 64
+  kw = _reference_kwargs([('loss.lambda_gp', '1.5'), ('loss.pl_every', '1'),
+                          ('loss.gp_every', '8'), ('model.conv_clamp', '256'),
+                          ('model.architecture', 'orig'), ('ema.rampup', '0'),
+                          ('optimizer.groups.disc.lr', '0.001')], channels=3)
+  assert kw['loss_kwargs']['r1_gamma'] == 1.5
+  assert kw['G_reg_interval'] is None and kw['D_reg_interval'] == 8
+  assert kw['G_kwargs']['synthesis_kwargs']['conv_clamp'] == 256
+  assert kw['D_kwargs']['conv_clamp'] == 256 and kw['D_kwargs']['architecture'] == 'orig'
+  assert kw['G_kwargs']['img_channels'] == kw['D_kwargs']['img_channels'] == 3
+  assert kw['ema_rampup'] is None
+  assert kw['D_opt_kwargs']['lr'] == 0.001 and kw['G_opt_kwargs']['lr'] == 0.0025
+  # pl_every 1: the reference's un-lazy Gboth phase, without the correction.
+  assert tb.reference_phases(kw)[0] == ('Gboth', 'G', 1)
+  assert tb.reference_adam_kwargs(kw, 'G') == dict(lr=0.0025, betas=[0.0, 0.99],
+                                                   eps=1e-8)
+  assert tb.reference_adam_kwargs(kw, 'D')['lr'] == pytest.approx(0.001 * 8 / 9)
+
+
+@pytest.mark.parametrize('key, value, named', [
+    ('model.synthesis', 'adain', 'model.synthesis'),
+    ('loss.gan_mode', 'lsgan', 'loss.gan_mode'),
+    ('loss.gp', 'r2', 'loss.gp'),
+    ('optimizer.schedule', 'linear_decay', 'schedule'),
+    ('ema.half_life_images', '0', 'ema.half_life_images'),
+    ('model.mbstd_group_size', '3', 'data.batch_size'),  # jaxgan's own check
+])
+def test_stylegan_settings_without_a_reference_equivalent(key, value, named):
+  with pytest.raises(tb.BaselineError, match=re.escape(named)) as e:
+    _reference_kwargs([(key, value)])
+  assert '\n' not in str(e.value)
+
+
+def test_stylegan_reference_dir_errors_are_one_line(tmp_path, capsys):
+  base = ['--experiment', 'stylegan:demo', '--json']
+  with pytest.raises(SystemExit, match=r'^torch_baseline: error: stylegan needs '
+                     r'--reference-dir PATH, a clone of github\.com/NVlabs/'
+                     r'stylegan2-ada-pytorch'):
+    tb.main(base)
+  with pytest.raises(SystemExit, match='^torch_baseline: error: --reference-dir .*/nope: '
+                     'no such directory'):
+    tb.main(base + ['--reference-dir', str(tmp_path / 'nope')])
+  (tmp_path / 'training').mkdir()
+  (tmp_path / 'training' / 'networks.py').write_text('raise SystemExit("run!")\n')
+  with pytest.raises(SystemExit) as e:
+    tb.main(base + ['--reference-dir', str(tmp_path)])
+  message = str(e.value)
+  assert message.startswith(f'torch_baseline: error: --reference-dir {tmp_path} is not a '
+                            'clone of github.com/NVlabs/stylegan2-ada-pytorch: missing '
+                            'training/loss.py, torch_utils/misc.py')
+  assert 'networks.py' not in message and '\n' not in message
+  assert capsys.readouterr().out == ''
+  assert tb.reference_commit(str(tmp_path)) is None  # not a git checkout
+  with pytest.raises(SystemExit, match='^torch_baseline: error: the stylegan baseline '
+                     'runs the reference on the CPU in float32'):
+    tb.main(base + ['--dtype', 'bfloat16', '--reference-dir', str(tmp_path)])
+  with pytest.raises(tb.BaselineError, match="^unknown config key 'model.nope'"):
+    tb.stylegan_config('stylegan:demo', tb.parse_config_args(['--config.model.nope=1']))
+
+
+def test_bench_compare_stylegan_commands():
+  bc = _load_bench_compare()
+  args = bc.parse_args(['--experiment', 'stylegan:demo', '--sizes', '32',
+                        '--batches', '16,32', '--reference-dir', '/ref',
+                        '--config.model.style_mixing=0.5'])
+  jax_cmd, torch_cmd = bc.commands(args, 32, 16, 'float32', threads=2, first_round=True)
+  for cmd in (jax_cmd, torch_cmd):
+    assert cmd[cmd.index('--experiment') + 1] == 'stylegan:demo'
+    assert '--config.model.style_mixing=0.5' in cmd
+    assert not any('channels' in arg for arg in cmd)  # the config's, on both sides
+  assert torch_cmd[-2:] == ['--reference-dir', '/ref'] and '--generator' not in torch_cmd
+  args = bc.parse_args(['--experiment', 'stylegan', '--channels', '3'])
+  jax_cmd, torch_cmd = bc.commands(args, 32, 16, 'float32', threads=2, first_round=False)
+  assert '--config.data.channels=3' in jax_cmd
+  assert torch_cmd[torch_cmd.index('--channels') + 1] == '3'
+  for argv in (['--experiment', 'stylegan:demo', '--dtypes', 'bfloat16'],
+               ['--experiment', 'dcgan', '--config.model.z_dim=8'],
+               ['--experiment', 'dcgan:demo']):
+    with pytest.raises(SystemExit):
+      bc.parse_args(argv)
+
+
+@pytest.fixture
+def reference_imports():
+  """Restores sys.path and forgets the reference's modules after the test."""
+  path = list(sys.path)
+  yield
+  sys.path[:] = path
+  for name in [n for n in sys.modules if n.split('.')[0] in ('training', 'torch_utils',
+                                                              'dnnlib')]:
+    del sys.modules[name]
+
+
+@needs_reference
+def test_stylegan_reference_demo_param_counts(reference_imports):
+  ref = tb.load_reference(REFERENCE_DIR)
+  model = tb.StyleGANReference(ref, _reference_kwargs())
+  # = python -m jaxgan.params --experiment stylegan:demo
+  assert model.counts() == {'G': 188_251, 'D': 218_417}
+
+
+@needs_reference
+def test_stylegan_reference_runs_the_loop(reference_imports, capsys):
+  kw = _reference_kwargs(batch=4, size=8, overrides=[
+      ('model.mbstd_group_size', '2'), ('loss.pl_every', '2'), ('loss.gp_every', '2'),
+      ('model.channel_base', '32'), ('model.channel_max', '8')])
+  model = tb.StyleGANReference(tb.load_reference(REFERENCE_DIR), kw)
+  assert model.optimizers['G'].param_groups[0]['lr'] == pytest.approx(0.0025 * 2 / 3)
+  before = {n: [p.detach().clone() for p in net.parameters()]
+            for n, net in model.networks.items()}
+  model.iteration(0)
+  for name, net in model.networks.items():
+    assert all(not torch.equal(a, b) for a, b in zip(before[name], net.parameters())), name
+    assert not any(p.requires_grad for p in net.parameters())  # frozen between phases
+  # No images seen yet: the ramp-up caps the half-life at 0, beta = 0, G_ema = G.
+  for p_ema, p in zip(model.G_ema.parameters(), model.G.parameters()):
+    assert torch.equal(p_ema, p)
+  assert {'Loss/G/loss', 'Loss/G/reg', 'Loss/D/loss', 'Loss/D/reg'} <= set(model.losses())
+  model.check_no_plugins()
+  # The CLI: counts checked against jaxgan's, the amortized iteration, provenance.
+  threads = torch.get_num_threads()
+  try:
+    tb.main(['--experiment', 'stylegan:smoke', '--reference-dir', REFERENCE_DIR,
+             '--size', '8', '--steps', '1', '--warmup', '0', '--threads', '1', '--json'])
+  finally:
+    torch.set_num_threads(threads)
+  r = json.loads(capsys.readouterr().out)
+  assert r['count_checked'] and r['finite'] and r['warnings'] == []
+  assert {k: t['every'] for k, t in r['phases'].items()} == {
+      'main': 1, 'g_reg': 2, 'd_reg': 2, 'ema': 1}
+  assert r['step_s'] == pytest.approx(sum(t['step_s'] / t['every']
+                                          for t in r['phases'].values()))
+  assert r['reference_commit'] is None or re.fullmatch(r'[0-9a-f]{40}(-dirty)?',
+                                                       r['reference_commit'])
