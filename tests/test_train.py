@@ -30,19 +30,21 @@ def _equal_trees(a, b):
   return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
 
 
-# An EMA (ramped half-life) and a lazy R1 step every 2 iterations (run at 0, 2, 4: the
-# restart at 3 must neither skip nor repeat the one at 4).
-LAZY_EMA = {'ema.half_life_images': 40.0, 'ema.rampup': 0.5, 'loss.gp': 'r1',
-            'loss.gp_every': 2}
+# An EMA (ramped half-life), a lazy R1 step every 2 iterations (run at 0, 2, 4: the
+# restart at 3 must neither skip nor repeat the one at 4) and ADA, its p adjusted every
+# 2 steps by 4 images / 0.032 kimg = 0.125 from 0.5 (its p and sign sums in the state).
+LAZY_EMA_ADA = {'ema.half_life_images': 40.0, 'ema.rampup': 0.5, 'loss.gp': 'r1',
+                'loss.gp_every': 2, 'augment.policy': 'ada', 'augment.p_init': 0.5,
+                'augment.ada_interval': 2, 'augment.ada_kimg': 0.032}
 
 
 # Every task's smoke run (found in the registry: a new task is covered without an edit
 # here; stylegan:smoke has its EMA and lazy R1 and path-length steps), and DCGAN with
-# an EMA and a lazy R1 added.
+# an EMA, a lazy R1 and ADA added.
 @pytest.mark.slow
 @pytest.mark.parametrize('experiment,extra', [
-    *((f'{name}:smoke', {}) for name in tasks.available()), ('dcgan:smoke', LAZY_EMA)],
-    ids=[*tasks.available(), 'dcgan-ema-lazy-r1'])
+    *((f'{name}:smoke', {}) for name in tasks.available()), ('dcgan:smoke', LAZY_EMA_ADA)],
+    ids=[*tasks.available(), 'dcgan-ema-lazy-r1-ada'])
 def test_resume_is_bit_exact(tmp_path, experiment, extra):
   # 6 steps over epochs of 4 steps (8 images / batch 2; DCGAN: 2 steps of batch 4):
   # the restart at step 3 falls inside an epoch and the run crosses an epoch boundary
@@ -66,6 +68,9 @@ def test_resume_is_bit_exact(tmp_path, experiment, extra):
   assert bool(straight.ema_params) == (e.half_life_images > 0 or e.decay > 0)
   ckpt = checkpointing.Checkpoints(tmp_path / 'resumed' / 'checkpoints', read_only=True)
   assert ckpt.all_steps() == [3, 6]
+  if extra.get('augment.policy') == 'ada':  # p moved in steps of 0.125: it was adapted
+    p = float(straight.aux['ada']['D']['p'])
+    assert p != 0.5 and abs(p - round(p * 8) / 8) < 1e-6, p
 
 
 @pytest.mark.slow
