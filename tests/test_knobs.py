@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgan import config as config_lib, tasks
+from jaxgan import config as config_lib, optim, tasks
 from jaxgan.tasks import make_task
 
 from conftest import init_state, random_batch
@@ -64,12 +64,16 @@ def test_knobs_act_in_the_step(experiment):
     stds.append(float(m['instance_noise']))
     assert all(np.isfinite(float(v)) for v in m.values())
   assert stds == pytest.approx([0.2, 0.15, 0.1])  # annealed over 4 steps
-  assert float(m['lr_gen']) == pytest.approx(LR_GEN)
-  assert float(m['lr_disc']) == pytest.approx(LR_DISC)
+  # A group that keeps a lazy correction with its regulariser off (StyleGAN's G, as the
+  # reference's G_reg_interval) runs at lr x c and momentum ^ c.
+  corr = {g: optim.lazy_correction(k) for g, k in task.lazy_intervals().items()}
+  lrs = {'gen': LR_GEN * corr.get('gen', 1.0), 'disc': LR_DISC * corr.get('disc', 1.0)}
+  assert float(m['lr_gen']) == pytest.approx(lrs['gen'])
+  assert float(m['lr_disc']) == pytest.approx(lrs['disc'])
   # The gradients (reported before clipping) exceed the bound (0.1: below every task's
   # smoke-run gradient norms; StyleGAN's D is at 0.47 where the others are >= 1).
   after_one, m1 = first
-  for group, lr in (('gen', LR_GEN), ('disc', LR_DISC)):
+  for group, lr in lrs.items():
     assert float(m1[f'grad_norm_{group}']) > CLIP and float(m[f'grad_norm_{group}']) > CLIP
     # SGD's first update of a group is -lr x its clipped gradient (momentum's buffer
     # starts at it): its norm is lr x CLIP.
@@ -78,7 +82,8 @@ def test_knobs_act_in_the_step(experiment):
     assert _norm(moved) == pytest.approx(lr * CLIP, rel=1e-3), group
     # After 3 steps the momentum buffer is g3 + m g2 + m^2 g1 with every |g_k| <= CLIP.
     trace = next(s for s in state.opt_state[group] if hasattr(s, 'trace')).trace
-    bound = CLIP * (1 + MOMENTUM + MOMENTUM ** 2)
+    momentum = MOMENTUM ** corr.get(group, 1.0)
+    bound = CLIP * (1 + momentum + momentum ** 2)
     assert _norm(trace) <= bound * (1 + 1e-6), group
   # One-sided smoothing (whose formula tests/test_losses.py checks by hand) reaches
   # the compiled step: the same step with real label 1.0 lowers to another program.

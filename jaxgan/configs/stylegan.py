@@ -8,13 +8,17 @@ halves of aligned:PATH); images are resized to `data.image_size`, a power of two
       --config.data.source=mnist:../shared/datasets/mnist --config.data.image_size=32
 AdaIN synthesis instead of modulated convolution: --config.model.synthesis=adain
 (StyleGAN1's synthesis network; the mapping, D and objective stay these).
-CPU demo on the MNIST IDX files in ../shared/datasets/mnist (small channels, 32x32,
-about 20 minutes on 2 CPU cores):
+CPU demo on the MNIST IDX files in ../shared/datasets/mnist (small channels, 32x32;
+3000 iterations of 16 images at ~0.06 s each on 2 CPU cores, experiments/bench_step.py):
   python -m jaxgan.main --experiment stylegan:demo --workdir runs/stylegan_demo
-It keeps the reference's objective and optimizer settings, and at these widths and a
-few tens of thousands of images they collapse to one or two digit shapes, in
-stylegan2-ada-pytorch's own code as here (BUILD_NOTES.md, "StyleGAN"); dcgan:demo is
-the MNIST demo that covers all ten digits.
+It keeps the reference's objective and optimizer settings. It does NOT yet cover
+MNIST's ten digits: at these widths it collapses to a few digit shapes within ~1000
+iterations, as stylegan2-ada-pytorch's own code does, and none of the recipes tried
+so far (the reference's `cifar` settings, DiffAugment, other learning rates, R1
+gammas, batch 64, wider nets) keeps more than 3 classes above 5% by iteration 1000
+(BUILD_NOTES.md, "StyleGAN on CPU (issue 20)"). dcgan:demo is the MNIST demo that
+covers all ten digits. Augmentation of D's inputs: --config.augment.policy=ada or
+diffaugment (configs/common.py).
 The aerial halves of the maps at 64x64:
   python -m jaxgan.main --experiment stylegan:maps --workdir runs/stylegan_maps
 Samples, truncation and the style-mixing figure from a checkpoint:
@@ -98,7 +102,8 @@ def _demo(c: ml_collections.ConfigDict) -> None:
   c.model.channel_base = 512  # 16 channels at 32x32, 64 (max) at 8x8 and 4x4
   c.model.channel_max = 64
   c.ema.half_life_images = 1000.0
-  # 0.42 s per iteration on the 2-core dev VM (experiments/bench_step.py): ~21 min.
+  # 0.06 s per iteration on the 2-core dev VM (experiments/bench_step.py; 0.35 s
+  # before the op rewrites of issue 20).
   c.train.num_steps = 3000
   c.train.log_every = 50
   c.train.sample_every = 250
