@@ -317,7 +317,7 @@ def conv2d_im2col(x, w, stride: int, padding) -> jax.Array:
   elsewhere XLA's convolution. Every derivative, to any order, is then GEMMs and
   slices: StyleGAN's R1 step differentiates D's stride-2 convs twice, and XLA:CPU
   ran those second derivatives as its generic (non-YNNPACK) convolution, 3x slower
-  over the whole R1 step (BUILD_NOTES, "StyleGAN speed")."""
+  over the whole R1 step (BUILD_NOTES, "StyleGAN on CPU (issue 20)")."""
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if current().platform != 'cpu':
     return _plain(x, w, stride, padding)

@@ -176,9 +176,9 @@ def upfirdn2d(x: Array, f, up: int = 1, down: int = 1, padding=(0, 0, 0, 0),
 
   Computed as shifted, strided slices times the filter's taps, not as a convolution:
   XLA:CPU ran the per-channel (depthwise) convolution this used to be, and its
-  gradients, at a few GFLOP/s (BUILD_NOTES, "StyleGAN speed"). A concrete filter of
-  rank 1 (the [1, 3, 3, 1] one) is two 1-D passes, fh + fw slices; a traced one (an
-  imported snapshot's buffer) fh x fw. Only the kept (every down-th) outputs are
+  gradients, at a few GFLOP/s (BUILD_NOTES, "StyleGAN on CPU (issue 20)"). A concrete
+  filter of rank 1 (the [1, 3, 3, 1] one) is two 1-D passes, fh + fw slices; a traced
+  one (an imported snapshot's buffer) fh x fw. Only the kept (every down-th) outputs are
   computed. The same sums as the convolution, in another order.
   """
   f = _as_filter(f)
@@ -242,7 +242,7 @@ def _conv(x, w, *, stride=1, padding=(0, 0), groups=1, flip_weight=True):
   """Plain conv; `padding` = (y, x). flip_weight: True = correlation (as PyTorch's
   conv2d), False = true convolution. A strided conv placed on CPU is
   `cpu_conv.conv2d_im2col` (its second derivatives, which R1 takes, ran as XLA:CPU's
-  generic convolution: BUILD_NOTES, "StyleGAN speed")."""
+  generic convolution: BUILD_NOTES, "StyleGAN on CPU (issue 20)")."""
   if not flip_weight:
     w = w[::-1, ::-1]
   py, px = padding
@@ -987,8 +987,8 @@ class StyleGANGenerator(nn.Module):
                         f'[batch, {self.num_ws}, {self.w_dim}]')
     # The reference's fused_modconv = not training (in float32), except where placed
     # on CPU: there XLA's grouped convolution makes the fused form 5x slower than the
-    # unfused one (256 demo images: 0.75 vs 0.14 s; BUILD_NOTES, "StyleGAN speed"),
-    # which computes the same numbers up to rounding.
+    # unfused one (256 demo images: 0.75 vs 0.14 s; BUILD_NOTES, "StyleGAN on CPU
+    # (issue 20)"), which computes the same numbers up to rounding.
     fused = not train and cpu_conv.current().platform != 'cpu'
     return self.synthesis_net(ws.astype(jnp.float32), noise_mode, fused=fused,
                               buffers=buffers)
