@@ -848,6 +848,9 @@ def stylegan_reference_kwargs(config) -> dict:
        'label smoothing'),
       (config.train.instance_noise > 0, 'train.instance_noise: the reference has no '
        'instance noise'),
+      (config.augment.policy != 'none', f'augment.policy={config.augment.policy!r}: '
+       'the baseline runs the reference without augmentation; compare both without '
+       'it (--config.augment.policy=none)'),
       (config.dtype != 'float32', f'dtype={config.dtype!r}: the baseline runs the '
        'reference in float32 (num_fp16_res 0)'),
       (not ema.half_life_images > 0, 'ema.half_life_images=0: the reference\'s G_ema '

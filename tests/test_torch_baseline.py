@@ -245,32 +245,36 @@ DEMO_KWARGS = dict(
                   mapping_kwargs=dict(num_layers=2, w_avg_beta=0.995),
                   synthesis_kwargs=dict(channel_base=512, channel_max=64, num_fp16_res=0,
                                         conv_clamp=None)),
-    D_kwargs=dict(c_dim=0, img_resolution=32, img_channels=1, architecture='resnet',
+    D_kwargs=dict(c_dim=0, img_resolution=32, img_channels=1, architecture='orig',
                   channel_base=512, channel_max=64, num_fp16_res=0, conv_clamp=None,
-                  epilogue_kwargs=dict(mbstd_group_size=4, mbstd_num_channels=1)),
-    loss_kwargs=dict(style_mixing_prob=0.9, pl_batch_shrink=2, pl_decay=0.01,
-                     pl_weight=2.0),
+                  epilogue_kwargs=dict(mbstd_group_size=32, mbstd_num_channels=1)),
+    loss_kwargs=dict(style_mixing_prob=0.0, r1_gamma=1.0, pl_batch_shrink=2,
+                     pl_decay=0.01, pl_weight=0.0),
     G_opt_kwargs=dict(lr=0.0025, betas=[0.0, 0.99], eps=1e-8),
-    D_opt_kwargs=dict(lr=0.0025, betas=[0.0, 0.99], eps=1e-8),
-    G_reg_interval=4, D_reg_interval=16, batch_size=16, ema_kimg=1.0, ema_rampup=0.05)
+    D_opt_kwargs=dict(lr=0.005, betas=[0.0, 0.99], eps=1e-8),
+    G_reg_interval=4, D_reg_interval=16, batch_size=32, ema_kimg=500.0, ema_rampup=0.05)
 
 
 def _reference_kwargs(overrides=(), **kwargs):
+  """stylegan:demo with `overrides` in the reference's terms, its augmentation off
+  (the baseline has none)."""
+  overrides = [('augment.policy', 'none'), *overrides]
   return tb.stylegan_reference_kwargs(tb.stylegan_config('stylegan:demo', overrides,
                                                          **kwargs))
 
 
 def test_stylegan_demo_config_in_the_reference_kwargs():
   kw = _reference_kwargs()
-  # R1's auto gamma 0.0002 res^2 / batch: 0.0002 * 1024 / 16.
-  assert kw['loss_kwargs'].pop('r1_gamma') == pytest.approx(0.0128, rel=1e-12)
   assert kw == DEMO_KWARGS
+  # Without loss.lambda_gp, R1's auto gamma 0.0002 res^2 / batch: 0.0002 * 1024 / 32.
+  kw = _reference_kwargs([('loss.lambda_gp', '0')])
+  assert kw['loss_kwargs']['r1_gamma'] == pytest.approx(0.0064, rel=1e-12)
   # The training loop's phases; each lazily regularised network's one Adam with lr x r
   # and betas ^ r, r = k / (k + 1): G 4/5, D 16/17.
   assert tb.reference_phases(kw) == [('Gmain', 'G', 1), ('Greg', 'G', 4),
                                      ('Dmain', 'D', 1), ('Dreg', 'D', 16)]
   g, d = tb.reference_adam_kwargs(kw, 'G'), tb.reference_adam_kwargs(kw, 'D')
-  assert g['lr'] == pytest.approx(0.002) and d['lr'] == pytest.approx(0.00235294118)
+  assert g['lr'] == pytest.approx(0.002) and d['lr'] == pytest.approx(0.00470588235)
   assert g['betas'] == [0.0, pytest.approx(0.99199197)]  # 0.99 ** 0.8
   assert d['betas'] == [0.0, pytest.approx(0.99058546)]  # 0.99 ** (16 / 17)
   assert g['eps'] == d['eps'] == 1e-8
@@ -278,7 +282,7 @@ def test_stylegan_demo_config_in_the_reference_kwargs():
 
 
 def test_stylegan_overrides_reach_the_reference_kwargs():
-  kw = _reference_kwargs(batch=64, size=64)
+  kw = _reference_kwargs([('loss.lambda_gp', '0')], batch=64, size=64)
   assert kw['loss_kwargs']['r1_gamma'] == pytest.approx(0.0128)  # 0.0002 * 4096 / 64
   assert kw['G_kwargs']['img_resolution'] == kw['D_kwargs']['img_resolution'] == 64
   assert kw['batch_size'] == 64
@@ -307,6 +311,7 @@ def test_stylegan_overrides_reach_the_reference_kwargs():
     ('optimizer.schedule', 'linear_decay', 'schedule'),
     ('ema.half_life_images', '0', 'ema.half_life_images'),
     ('model.mbstd_group_size', '3', 'data.batch_size'),  # jaxgan's own check
+    ('augment.policy', 'ada', 'augment.policy'),
 ])
 def test_stylegan_settings_without_a_reference_equivalent(key, value, named):
   with pytest.raises(tb.BaselineError, match=re.escape(named)) as e:
@@ -379,14 +384,14 @@ def test_stylegan_reference_demo_param_counts(reference_imports):
   ref = tb.load_reference(REFERENCE_DIR)
   model = tb.StyleGANReference(ref, _reference_kwargs())
   # = python -m jaxgan.params --experiment stylegan:demo
-  assert model.counts() == {'G': 188_251, 'D': 218_417}
+  assert model.counts() == {'G': 188_251, 'D': 211_761}
 
 
 @needs_reference
 def test_stylegan_reference_runs_the_loop(reference_imports, capsys):
   kw = _reference_kwargs(batch=4, size=8, overrides=[
       ('model.mbstd_group_size', '2'), ('loss.pl_every', '2'), ('loss.gp_every', '2'),
-      ('model.channel_base', '32'), ('model.channel_max', '8')])
+      ('loss.pl_weight', '2'), ('model.channel_base', '32'), ('model.channel_max', '8')])
   model = tb.StyleGANReference(tb.load_reference(REFERENCE_DIR), kw)
   assert model.optimizers['G'].param_groups[0]['lr'] == pytest.approx(0.0025 * 2 / 3)
   before = {n: [p.detach().clone() for p in net.parameters()]

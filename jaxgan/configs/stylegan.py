@@ -94,19 +94,33 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def _demo(c: ml_collections.ConfigDict) -> None:
+  """The CPU recipe that covers MNIST's ten digits (BUILD_NOTES.md, "StyleGAN on CPU
+  (issue 20)"): the reference's `cifar` preset (batch 32 per device, minibatch-stddev
+  over the whole batch, 'orig' D, no path length, no style mixing, G EMA of 500k
+  images ramped at 5% of the images seen) scaled to small widths, with ADA, R1
+  gamma 1 (cifar's 0.01 lets the tiny nets hop between one or two digits) and D at
+  twice G's learning rate."""
   c.data.source = SHARED_MNIST
   c.data.image_size = c.data.load_size = 32
   c.data.channels = 1
-  c.data.batch_size = 16
+  c.data.batch_size = 32
   c.model.z_dim = c.model.w_dim = 64
   c.model.channel_base = 512  # 16 channels at 32x32, 64 (max) at 8x8 and 4x4
   c.model.channel_max = 64
-  c.ema.half_life_images = 1000.0
-  # 0.06 s per iteration on the 2-core dev VM (experiments/bench_step.py; 0.35 s
-  # before the op rewrites of issue 20).
-  c.train.num_steps = 3000
+  c.model.architecture = 'orig'
+  c.model.mbstd_group_size = 32
+  c.model.style_mixing = 0.0
+  c.loss.pl_weight = 0.0  # G keeps its lazy Adam correction (pl_every), as the reference
+  c.loss.lambda_gp = 1.0
+  c.optimizer.groups.disc.lr = 0.005
+  c.augment.policy = 'ada'
+  c.augment.ada_kimg = 100.0  # p reaches its level within the demo's first 20k images
+  c.ema.half_life_images = 500000.0  # cifar's ema_kimg 500, capped by the rampup
+  # ~0.2 s per iteration on one core of the 2-core dev VM: 6000 iterations (192k
+  # images) in 20 minutes.
+  c.train.num_steps = 6000
   c.train.log_every = 50
-  c.train.sample_every = 250
+  c.train.sample_every = 500
   c.train.checkpoint_every = 500
   c.eval.every = 0  # FID afterwards: python -m jaxgan.evaluate --workdir ...
 
