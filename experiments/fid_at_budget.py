@@ -131,7 +131,11 @@ def evaluate(workdir: Path, step: int, num_images: int) -> dict:
     return json.loads(out.read_text())
   cmd = [sys.executable, '-m', 'jaxgan.evaluate', '--workdir', str(workdir),
          '--step', str(step), '--num-images', str(num_images)]
-  subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+  if subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode:
+    # Its one-line error is above; the trained runs stay, so no work is lost.
+    sys.exit(f'fid_at_budget: error: scoring {workdir} at step {step} failed (see the '
+             'error above); fix that and rerun with --skip-training to score the runs '
+             'already trained')
   return json.loads(out.read_text())
 
 

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import math
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +247,21 @@ def test_images_are_scored_as_their_saved_pixels(params):
   images = np.stack([np.full((32, 32, 1), -3.0), np.full((32, 32, 1), 3.0)])
   scores, _ = mc.diversity(params, images.astype(np.float32))
   assert scores['pixel_std'] == pytest.approx(0.5)
+
+
+def test_fid_at_budget_scoring_failure_is_one_line(tmp_path, monkeypatch):
+  budget = _load('fid_at_budget')
+  calls = []
+
+  def failing_run(cmd, **kwargs):
+    calls.append(cmd)
+    return types.SimpleNamespace(returncode=1)  # as jaxgan.evaluate's one-line error
+
+  monkeypatch.setattr(budget.subprocess, 'run', failing_run)
+  with pytest.raises(SystemExit) as e:
+    budget.evaluate(tmp_path / 'run', 500, 4)
+  assert str(e.value) == (f'fid_at_budget: error: scoring {tmp_path / "run"} at step '
+                          '500 failed (see the error above); fix that and rerun with '
+                          '--skip-training to score the runs already trained')
+  assert calls[0][-6:] == ['--workdir', str(tmp_path / 'run'), '--step', '500',
+                           '--num-images', '4']
