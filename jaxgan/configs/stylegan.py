@@ -9,16 +9,17 @@ halves of aligned:PATH); images are resized to `data.image_size`, a power of two
 AdaIN synthesis instead of modulated convolution: --config.model.synthesis=adain
 (StyleGAN1's synthesis network; the mapping, D and objective stay these).
 CPU demo on the MNIST IDX files in ../shared/datasets/mnist (small channels, 32x32;
-3000 iterations of 16 images at ~0.06 s each on 2 CPU cores, experiments/bench_step.py):
+6000 iterations of 32 images, about 20 minutes on one core of the 2-core dev VM):
   python -m jaxgan.main --experiment stylegan:demo --workdir runs/stylegan_demo
-It keeps the reference's objective and optimizer settings. It does NOT yet cover
-MNIST's ten digits: at these widths it collapses to a few digit shapes within ~1000
-iterations, as stylegan2-ada-pytorch's own code does, and none of the recipes tried
-so far (the reference's `cifar` settings, DiffAugment, other learning rates, R1
-gammas, batch 64, wider nets) keeps more than 3 classes above 5% by iteration 1000
-(BUILD_NOTES.md, "StyleGAN on CPU (issue 20)"). dcgan:demo is the MNIST demo that
-covers all ten digits. Augmentation of D's inputs: --config.augment.policy=ada or
-diffaugment (configs/common.py).
+It covers MNIST's ten digits (python experiments/mode_coverage.py --workdir W): the
+reference's `cifar` preset at small widths, with ADA, R1 gamma 1 and D at twice G's
+learning rate (see `_demo`; BUILD_NOTES.md, "StyleGAN on CPU (issue 20)", has the
+trials: with cifar's gamma 0.01 or the `auto` settings these widths collapse to one or
+two digits). The same recipe with StyleGAN1's synthesis:
+  python -m jaxgan.main --experiment stylegan:demo --workdir runs/adain_demo \
+      --config.model.synthesis=adain
+Augmentation of D's inputs: augment.policy=ada (the demo's) | diffaugment | none
+(configs/common.py).
 The aerial halves of the maps at 64x64:
   python -m jaxgan.main --experiment stylegan:maps --workdir runs/stylegan_maps
 Samples, truncation and the style-mixing figure from a checkpoint:
@@ -95,11 +96,11 @@ def base_config() -> ml_collections.ConfigDict:
 
 def _demo(c: ml_collections.ConfigDict) -> None:
   """The CPU recipe that covers MNIST's ten digits (BUILD_NOTES.md, "StyleGAN on CPU
-  (issue 20)"): the reference's `cifar` preset (batch 32 per device, minibatch-stddev
-  over the whole batch, 'orig' D, no path length, no style mixing, G EMA of 500k
-  images ramped at 5% of the images seen) scaled to small widths, with ADA, R1
-  gamma 1 (cifar's 0.01 lets the tiny nets hop between one or two digits) and D at
-  twice G's learning rate."""
+  (issue 20)"): the reference's `cifar` preset (its per-GPU batch of 32, minibatch
+  stddev over it, 'orig' D, no path length, no style mixing, G EMA of 500k images
+  capped at 5% of the images seen) at small widths, with ADA, R1 gamma 1 (at cifar's
+  0.01 the tiny nets hop between one or two digits) and D at twice G's learning
+  rate."""
   c.data.source = SHARED_MNIST
   c.data.image_size = c.data.load_size = 32
   c.data.channels = 1
