@@ -1,5 +1,8 @@
 """Experiment lookup and --config.KEY=VALUE overrides."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from jaxgan import config as config_lib
@@ -117,3 +120,20 @@ def test_variants_are_functions_of_the_base_config():
     for variant, make in module.VARIANTS.items():
       assert callable(make)
       assert module.get_config(variant).to_dict() != base, (name, variant)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--channels', '3'], "unrecognized argument '--channels'"),
+    (['--config.model.nope=1'], "unknown config key 'model.nope'"),
+])
+def test_bench_step_bad_flags_are_one_line(argv, message, capsys):
+  """experiments/bench_step.py reads its --config overrides with this module."""
+  path = Path(__file__).parent.parent / 'experiments' / 'bench_step.py'
+  spec = importlib.util.spec_from_file_location('bench_step', path)
+  bench_step = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench_step)
+  with pytest.raises(SystemExit) as e:
+    bench_step.main(['--experiment', 'dcgan:smoke', *argv])
+  text = str(e.value) + capsys.readouterr().err  # sys.exit's message or argparse's
+  assert message in text and 'Traceback' not in text
+  assert len([line for line in text.splitlines() if 'error' in line]) == 1
