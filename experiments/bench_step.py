@@ -34,8 +34,7 @@ import jax
 import numpy as np
 
 
-from jaxgan import config as config_lib, runs, sharding
-from jaxgan.errors import JaxganError
+from jaxgan import cli, config as config_lib, runs, sharding
 from jaxgan.tasks import make_task
 
 
@@ -56,11 +55,7 @@ def parse_args(argv):
   args, rest = p.parse_known_args(argv)
   if args.steps < 1 or args.warmup < 0:
     p.error(f'--steps must be >= 1 and --warmup >= 0 (got {args.steps}, {args.warmup})')
-  try:
-    overrides = config_lib.parse_overrides(rest)
-  except JaxganError as e:  # an unknown flag: argparse's one-line error, not a trace
-    p.error(str(e))
-  return args, overrides
+  return args, config_lib.parse_overrides(rest)
 
 
 def _time(compiled, state, data, steps, warmup):
@@ -152,12 +147,9 @@ def _peak_mb(device):
 
 def main(argv):
   args, overrides = parse_args(argv)
-  try:
-    base = config_lib.get_experiment(args.experiment)
-    for key, value in overrides:
-      config_lib.apply_override(base, key, value)
-  except JaxganError as e:
-    sys.exit(f'bench_step: error: {e}')
+  base = config_lib.get_experiment(args.experiment)
+  for key, value in overrides:
+    config_lib.apply_override(base, key, value)
   from jaxgan import params
   dev = jax.devices()[0]
   nets = ', '.join(f'{n} {c:,}' for n, c in params.counts(base).items())
@@ -199,4 +191,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  main(sys.argv[1:])
+  sys.exit(cli.run(main))  # a JaxganError (bad flag, unknown key): one line, exit 1

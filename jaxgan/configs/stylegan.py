@@ -115,7 +115,7 @@ def _demo(c: ml_collections.ConfigDict) -> None:
   c.loss.lambda_gp = 1.0
   c.optimizer.groups.disc.lr = 0.005
   c.augment.policy = 'ada'
-  c.augment.ada_kimg = 100.0  # p reaches its level within the demo's first 20k images
+  c.augment.ada_kimg = 100.0  # p moves up to 1 per 100k images (the reference's: 500k)
   c.ema.half_life_images = 500000.0  # cifar's ema_kimg 500, capped by the rampup
   # ~0.2 s per iteration on one core of the 2-core dev VM: 6000 iterations (192k
   # images) in 20 minutes.
